@@ -11,6 +11,7 @@
 pub mod conf;
 pub mod daemon;
 pub mod event;
+pub mod isolation;
 pub mod link;
 pub mod logging;
 pub mod netlink;

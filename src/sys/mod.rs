@@ -1,1 +1,11 @@
-//! TODO
+//! The thin syscall layer: the only place with `unsafe` code.
+//!
+//! Each wrapper is small, takes and returns owned or borrowed file
+//! descriptors, and documents its safety argument next to the `unsafe`
+//! block. Everything above this module is safe Rust. rustix is used where it
+//! covers the call; `libc` where it does not (tun ioctls, raw clone,
+//! `TCP_INFO`, `recvmmsg`...).
+
+pub mod ns;
+pub mod process;
+pub mod tun;

@@ -1,0 +1,1 @@
+//! TODO: fork, setsid, setuid/setgid/setgroups, raw clone (being written)

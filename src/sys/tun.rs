@@ -1,0 +1,1 @@
+//! TODO: /dev/net/tun (being written)
