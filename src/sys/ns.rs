@@ -30,7 +30,7 @@ impl NsKind {
             NsKind::Mount => LinkNameSpaceType::Mount,
             NsKind::Uts => LinkNameSpaceType::HostNameAndNISDomainName,
             NsKind::Ipc => LinkNameSpaceType::InterProcessCommunication,
-            NsKind::Pid => LinkNameSpaceType::Pid,
+            NsKind::Pid => LinkNameSpaceType::ProcessID,
         }
     }
 }
