@@ -10,6 +10,7 @@
 
 pub mod conf;
 pub mod daemon;
+pub mod engine;
 pub mod event;
 pub mod isolation;
 pub mod link;

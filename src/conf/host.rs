@@ -1,8 +1,13 @@
-//! What host discovery found: the facts [`super::resolve`] turns into
-//! defaults. Plain data, filled by `crate::netlink` and [`super::resolv`], so
-//! that resolution can be unit-tested with made-up hosts.
+//! What host discovery found: the facts [`super::resolve()`] turns into
+//! defaults. Plain data, filled by `crate::netlink` and [`super::resolv`]
+//! ([`discover`] does both), so that resolution can be unit-tested with
+//! made-up hosts.
 
+use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use super::ports::{DEFAULT_EPHEMERAL, PortRange};
+use super::resolv;
 
 /// One interface of the host.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,7 +45,7 @@ pub struct HostRoute {
 }
 
 /// Everything discovery found. Addresses and routes of all interfaces.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HostNet {
     pub links: Vec<HostLink>,
     /// (ifindex, address)
@@ -50,8 +55,35 @@ pub struct HostNet {
     pub nameservers: Vec<IpAddr>,
     /// `search` domains from resolv.conf, in file order.
     pub search: Vec<String>,
-    /// `net.ipv4.ip_local_port_range`, for `all` and exclusion-only specs.
-    pub ephemeral_ports: (u16, u16),
+    /// `net.ipv4.ip_local_port_range`, for `all` and exclusion-only specs
+    /// (default: the kernel's 49152-65535).
+    pub ephemeral_ports: PortRange,
+}
+
+impl Default for HostNet {
+    fn default() -> Self {
+        HostNet {
+            links: Vec::new(),
+            addrs: Vec::new(),
+            routes: Vec::new(),
+            nameservers: Vec::new(),
+            search: Vec::new(),
+            ephemeral_ports: DEFAULT_EPHEMERAL,
+        }
+    }
+}
+
+/// Discovers the host of the calling thread's network namespace: links,
+/// addresses and routes over netlink, then resolv.conf and the ephemeral
+/// port range.
+pub fn discover() -> io::Result<HostNet> {
+    let resolv = resolv::read_resolv_conf();
+    Ok(HostNet {
+        nameservers: resolv.nameservers,
+        search: resolv.search,
+        ephemeral_ports: resolv::read_ephemeral_ports(),
+        ..crate::netlink::discover_host()?
+    })
 }
 
 impl HostNet {

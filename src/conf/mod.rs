@@ -2,28 +2,46 @@
 //! resolved [`Config`] every other module reads.
 //!
 //! Flow: [`args`] turns argv into typed [`Options`] (pure, no I/O, getopt_long
-//! semantics, upstream's option table); [`host`] describes what was discovered
-//! on the host (template interface, addresses, gateways, resolv.conf);
-//! [`resolve`] combines both into a [`Config`] (defaults as upstream, local
-//! mode when no interface is usable). [`summary`] prints it.
+//! semantics) driven by the option [`table`], with [`values`] and [`ports`]
+//! parsing single values and port-forward specs; [`host`] describes what was
+//! discovered on the host (links, addresses, routes, [`resolv`]: resolv.conf
+//! and the ephemeral ports); [`resolve`](mod@resolve) combines both into a [`Config`]
+//! (defaults as upstream, local mode when no interface is usable; [`accounts`]
+//! resolves `--runas`). [`summary`] prints it, [`usage`](mod@usage) holds `--help` and
+//! `--version`, [`error`] the one-line errors.
+//!
+//! For the caller: print a [`ConfError`] as it is (its text is upstream's
+//! line), followed by [`usage()`] on stderr when
+//! [`ConfError::wants_usage`]; exit 1. Log [`Config::notices`] once logging
+//! is set up; print the summary when [`Config::print_summary`].
 //!
 //! Invariants: a `Config` is complete and consistent (a family is either
-//! disabled, `None`, or has an address); nothing later re-reads argv.
+//! disabled, `None`, or has a configuration; only local-mode IPv6 has no
+//! address, `::`); nothing later re-reads argv; nothing here logs.
 //! May call: `crate::netlink` (discovery only, via `host`), std I/O for
-//! `/etc/resolv.conf` and `/proc/sys`.
+//! `/etc/resolv.conf`, `/proc/sys`, `/etc/passwd` and `/etc/group`.
 
+pub mod accounts;
 pub mod args;
+pub mod error;
 pub mod host;
 pub mod ports;
 pub mod resolv;
 pub mod resolve;
 pub mod summary;
+pub mod table;
+pub mod usage;
+pub mod values;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
 pub use args::{Options, ParseOutcome, parse_args};
-pub use ports::{PortRules, PortSpec};
+pub use error::ConfError;
+pub use ports::{PortMap, PortRange, PortRule, PortRules, PortSpec};
+pub use resolve::resolve;
+pub use table::{OptionSpec, Status, option_table};
+pub use usage::usage;
 
 /// Which program we are: decided from argv\[0\] (see [`Mode::from_argv0`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,7 +102,9 @@ pub struct Config {
     pub mtu: u32,
     /// `-M`: our MAC address on the guest link.
     pub our_mac: [u8; 6],
-    /// Template interface (`-i`, or discovered); `None` in local mode.
+    /// The template interface of IPv4, else of IPv6 (each family has its
+    /// own: [`Ip4Config::template`], [`Ip6Config::template`]); `None` in
+    /// local mode.
     pub template: Option<TemplateIface>,
     /// IPv4 settings, `None` when IPv4 is disabled.
     pub ip4: Option<Ip4Config>,
@@ -98,6 +118,48 @@ pub struct Config {
     pub pasta: PastaConfig,
     /// `-F/--fd`: an inherited tap (pasta) or connected socket (passt).
     pub fd: Option<i32>,
+    /// Print the configuration summary ([`summary::print_summary`]): not
+    /// with `-q`, nor when pasta spawns a command without `-d` (upstream
+    /// hides it then, without changing the log level).
+    pub print_summary: bool,
+    /// Messages for the log, in order, from parsing and resolving (the
+    /// configuration code does no logging itself).
+    pub notices: Vec<Notice>,
+}
+
+impl Config {
+    /// No host interface was usable: link-local addresses, nothing copied.
+    pub fn local_mode(&self) -> bool {
+        self.template.is_none()
+    }
+}
+
+/// A message for the log, produced while configuring.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notice {
+    pub level: log::Level,
+    pub text: String,
+}
+
+impl Notice {
+    pub fn info(text: impl Into<String>) -> Notice {
+        Notice {
+            level: log::Level::Info,
+            text: text.into(),
+        }
+    }
+
+    pub fn warn(text: impl Into<String>) -> Notice {
+        Notice {
+            level: log::Level::Warn,
+            text: text.into(),
+        }
+    }
+
+    /// Sends it to the `log` facade.
+    pub fn log(&self) {
+        log::log!(self.level, "{}", self.text);
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -127,6 +189,8 @@ pub struct TemplateIface {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Ip4Config {
+    /// The host interface IPv4 settings come from; `None` in local mode.
+    pub template: Option<TemplateIface>,
     /// Address assigned to the guest (`-a`, or the template's).
     pub addr: Ipv4Addr,
     /// Prefix length (`-n`, or the template's, or classful).
@@ -145,13 +209,22 @@ pub struct Ip4Config {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Ip6Config {
-    /// Address assigned to the guest (`-a`, or the template's global one).
+    /// The host interface IPv6 settings come from; `None` in local mode.
+    pub template: Option<TemplateIface>,
+    /// Address assigned to the guest (`-a`, or the template's global one);
+    /// unspecified (`::`) in local mode without `-a`: then the guest only
+    /// gets NDP (no DHCPv6).
     pub addr: Ipv6Addr,
+    /// The template address's prefix length (64 with `-a` or in local mode).
     pub prefix_len: u8,
     /// Default gateway; link-local gateways are scoped to the template.
     pub gateway: Option<Ipv6Addr>,
     /// The host's link-local address on the template interface, if any.
     pub host_link_local: Option<Ipv6Addr>,
+    /// Our link-local address on the guest link (source of RAs and
+    /// DHCPv6): the gateway if it is link-local, else the host's
+    /// link-local address, else `fe80::1`.
+    pub our_link_local: Ipv6Addr,
     pub outbound: Option<Ipv6Addr>,
     pub outbound_if: Option<String>,
     pub addr_from_cmdline: bool,
@@ -175,6 +248,11 @@ pub struct DnsConfig {
     /// `--dns-host`, one per family (default: first resolver).
     pub host4: Option<Ipv4Addr>,
     pub host6: Option<Ipv6Addr>,
+    /// A loopback nameserver of resolv.conf (e.g. 127.0.0.53): not
+    /// advertised as it is (the guest cannot reach it); the DNS forwarding
+    /// code maps it.
+    pub loopback4: Option<Ipv4Addr>,
+    pub loopback6: Option<Ipv6Addr>,
 }
 
 /// Protocol handlers and local services; all on unless switched off.
@@ -227,6 +305,9 @@ pub struct Forwards {
     pub tcp_out: PortSpec,
     /// `-U`: namespace -> host UDP (pasta).
     pub udp_out: PortSpec,
+    /// The host's ephemeral ports, which `all` and exclusion-only specs
+    /// leave alone ([`PortRules::port_map`]).
+    pub ephemeral_ports: PortRange,
 }
 
 /// passt-only transport settings.
@@ -266,8 +347,11 @@ pub struct PastaConfig {
     pub netns_quit: bool,
     /// `--config-net`.
     pub config_net: bool,
-    /// Copy the template's routes / addresses (off with `-g` / `-a` or the
-    /// deprecated `--no-copy-*`).
+    /// `--config-net` copies the template's routes / addresses. Off with
+    /// the deprecated `--no-copy-*`, in local mode, and with `-g` / `-a`
+    /// for any family. (Upstream decides per family: `ip4/ip6`
+    /// `gateway_from_cmdline` / `addr_from_cmdline` say which family the
+    /// option was given for.)
     pub copy_routes: bool,
     pub copy_addrs: bool,
     /// `--ns-mac-addr`.

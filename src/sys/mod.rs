@@ -8,4 +8,5 @@
 
 pub mod ns;
 pub mod process;
+pub mod spawn;
 pub mod tun;

@@ -1,0 +1,82 @@
+//! A batch of frames read in one wake-up: one contiguous buffer, allocated
+//! once, plus the offsets of the frames in it.
+//!
+//! Invariants: the buffer never grows after construction; a frame is only
+//! pushed if it fits whole; at most `max_frames` frames are held.
+
+use std::ops::Range;
+
+pub struct FrameBatch {
+    buf: Box<[u8]>,
+    used: usize,
+    frames: Vec<Range<usize>>,
+    max_frames: usize,
+}
+
+impl FrameBatch {
+    /// A batch of `bytes` bytes holding at most `max_frames` frames.
+    pub fn new(bytes: usize, max_frames: usize) -> FrameBatch {
+        FrameBatch {
+            buf: vec![0; bytes].into_boxed_slice(),
+            used: 0,
+            frames: Vec::with_capacity(max_frames),
+            max_frames,
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.used = 0;
+        self.frames.clear();
+    }
+
+    /// Free space for the next frame, or `None` when the batch cannot take
+    /// one more frame of up to `need` bytes.
+    pub fn spare(&mut self, need: usize) -> Option<&mut [u8]> {
+        if self.frames.len() >= self.max_frames || self.buf.len() - self.used < need {
+            return None;
+        }
+        Some(&mut self.buf[self.used..])
+    }
+
+    /// Commits `len` bytes written into [`FrameBatch::spare`] as one frame.
+    pub fn commit(&mut self, len: usize) {
+        let end = (self.used + len).min(self.buf.len());
+        self.frames.push(self.used..end);
+        self.used = end;
+    }
+
+    pub fn len(&self) -> usize {
+        self.frames.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        self.frames.iter().map(|r| &self.buf[r.clone()])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_holds_frames_until_full() {
+        let mut b = FrameBatch::new(100, 3);
+        for n in [10usize, 20, 30] {
+            let spare = b.spare(n).unwrap();
+            spare[..n].fill(n as u8);
+            b.commit(n);
+        }
+        assert!(b.spare(1).is_none(), "frame count limit");
+        let lens: Vec<usize> = b.iter().map(|f| f.len()).collect();
+        assert_eq!(lens, [10, 20, 30]);
+        assert!(b.iter().all(|f| f.iter().all(|&x| x as usize == f.len())));
+        b.clear();
+        assert!(b.is_empty());
+        assert!(b.spare(101).is_none(), "byte limit");
+        assert!(b.spare(100).is_some());
+    }
+}
