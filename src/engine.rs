@@ -12,8 +12,7 @@
 use std::collections::HashMap;
 use std::io;
 
-use crate::link::tap::ReadStop;
-use crate::link::{FrameBatch, Tap};
+use crate::link::{FrameBatch, Link, ReadStop};
 use crate::wire::{self, FrameClass};
 
 /// Bytes of the guest-frame batch (upstream: 8 MiB packet buffer).
@@ -40,28 +39,32 @@ pub struct DropCounters {
 }
 
 pub struct Engine {
-    tap: Tap,
+    link: Link,
     batch: FrameBatch,
     pub drops: DropCounters,
 }
 
 impl Engine {
-    pub fn new(tap: Tap) -> Engine {
+    pub fn new(link: Link) -> Engine {
         Engine {
-            tap,
+            link,
             batch: FrameBatch::new(BATCH_BYTES, BATCH_FRAMES),
             drops: DropCounters::default(),
         }
     }
 
-    pub fn link(&self) -> &Tap {
-        &self.tap
+    pub fn link(&self) -> &Link {
+        &self.link
+    }
+
+    pub fn link_mut(&mut self) -> &mut Link {
+        &mut self.link
     }
 
     /// Reads the link until it would block, dispatching every frame.
     pub fn on_link_readable(&mut self) -> io::Result<LinkState> {
         loop {
-            let stop = self.tap.read_batch(&mut self.batch)?;
+            let stop = self.link.read_batch(&mut self.batch)?;
             for frame in self.batch.iter() {
                 self.drops.dispatch(frame);
             }

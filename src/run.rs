@@ -11,7 +11,8 @@ use crate::conf::{self, Config, Mode, ParseOutcome};
 use crate::daemon::{self, DevNull, PidFile};
 use crate::engine::{Engine, LinkState};
 use crate::event::{EventLoop, Interest, Ready, Token, TokenKind};
-use crate::link::Tap;
+use crate::link::listener::PasstListener;
+use crate::link::{Link, LinkIo, StreamLink, Tap};
 use crate::pasta::{self, Attached, QuitWatch};
 use crate::pcap::Pcap;
 
@@ -56,7 +57,7 @@ fn run(mode: Mode, args: Vec<OsString>) -> Result<i32, String> {
     }
     match mode {
         Mode::Pasta => run_pasta(&config, &host, files),
-        Mode::Passt => Err("passt: the qemu socket link is not supported yet".into()),
+        Mode::Passt => run_passt(&config, files),
     }
 }
 
@@ -70,15 +71,11 @@ struct RuntimeFiles {
 impl RuntimeFiles {
     fn open(config: &Config) -> Result<RuntimeFiles, String> {
         let pid_file = match &config.pid_file {
-            Some(p) => {
-                Some(PidFile::create(p).map_err(|e| format!("PID file {}: {e}", p.display()))?)
-            }
+            Some(p) => Some(PidFile::create(p).map_err(|e| format!("PID file {}: {e}", p.display()))?),
             None => None,
         };
         let pcap = match &config.pcap {
-            Some(p) => {
-                Some(Pcap::create(p).map_err(|e| format!("pcap file {}: {e}", p.display()))?)
-            }
+            Some(p) => Some(Pcap::create(p).map_err(|e| format!("pcap file {}: {e}", p.display()))?),
             None => None,
         };
         let devnull = DevNull::open().map_err(|e| format!("/dev/null: {e}"))?;
@@ -88,48 +85,57 @@ impl RuntimeFiles {
             devnull,
         })
     }
+
+    /// Daemonizes (unless `-f`) and writes the PID file: the process is
+    /// ready from here on.
+    fn go_background(self, config: &Config) -> Result<(), String> {
+        if config.foreground {
+            match self.pid_file {
+                Some(pid_file) => pid_file
+                    .write(daemon::getpid())
+                    .map_err(|e| format!("PID file: {e}")),
+                None => Ok(()),
+            }
+        } else {
+            daemon::daemonize(self.devnull, self.pid_file).map_err(|e| format!("daemonize: {e}"))
+        }
+    }
 }
 
 const LINK: Token = Token::new(TokenKind::Link, 0);
+const LISTENER: Token = Token::new(TokenKind::LinkListener, 0);
 const CHILD: Token = Token::new(TokenKind::ChildExit, 0);
 const NETNS_OWNER: Token = Token::new(TokenKind::NetnsOwnerExit, 0);
 
-fn run_pasta(
-    config: &Config,
-    host: &conf::host::HostNet,
-    files: RuntimeFiles,
-) -> Result<i32, String> {
+fn run_pasta(config: &Config, host: &conf::host::HostNet, mut files: RuntimeFiles) -> Result<i32, String> {
     let (mut ns, tap) = pasta::attach(config, host, daemon::geteuid(), daemon::getegid())
         .map_err(|e| format!("Namespace set-up failed: {e}"))?;
     log::debug!("Tap {} ready, guest MAC {:02x?}", tap.name, tap.mac);
-    if config.print_summary {
-        conf::summary::print_summary(config, &mut io::stderr());
-    }
-    let mut engine = Engine::new(Tap::new(tap.fd, files.pcap));
+    print_summary(config);
+    let link = Link::new(Some(LinkIo::Tap(Tap::new(tap.fd))), files.pcap.take());
+    let mut engine = Engine::new(link);
     let mut events = EventLoop::new().map_err(|e| format!("epoll: {e}"))?;
-    register(&events, &ns, &engine).map_err(|e| format!("epoll: {e}"))?;
-    if config.foreground {
-        if let Some(pid_file) = files.pid_file {
-            pid_file
-                .write(daemon::getpid())
-                .map_err(|e| format!("PID file: {e}"))?;
-        }
-    } else {
-        daemon::daemonize(files.devnull, files.pid_file).map_err(|e| format!("daemonize: {e}"))?;
-    }
+    register_pasta(&events, &ns, &engine).map_err(|e| format!("epoll: {e}"))?;
+    files.go_background(config)?;
     if let Some(command) = &mut ns.command {
-        command
-            .start()
-            .map_err(|e| format!("starting the command: {e}"))?;
+        command.start().map_err(|e| format!("starting the command: {e}"))?;
         if !config.log.debug {
             crate::logging::stderr_off();
         }
     }
-    event_loop(&mut events, &mut engine, &ns)
+    pasta_loop(&mut events, &mut engine, &ns)
 }
 
-fn register(events: &EventLoop, ns: &Attached, engine: &Engine) -> io::Result<()> {
-    events.add(engine.link(), LINK, Interest::READ)?;
+fn print_summary(config: &Config) {
+    if config.print_summary {
+        conf::summary::print_summary(config, &mut io::stderr());
+    }
+}
+
+fn register_pasta(events: &EventLoop, ns: &Attached, engine: &Engine) -> io::Result<()> {
+    if let Some(fd) = engine.link().fd() {
+        events.add(fd, LINK, Interest::READ)?;
+    }
     if let Some(command) = &ns.command {
         events.add(command, CHILD, Interest::READ)?;
     }
@@ -139,12 +145,12 @@ fn register(events: &EventLoop, ns: &Attached, engine: &Engine) -> io::Result<()
     Ok(())
 }
 
-fn event_loop(events: &mut EventLoop, engine: &mut Engine, ns: &Attached) -> Result<i32, String> {
+fn pasta_loop(events: &mut EventLoop, engine: &mut Engine, ns: &Attached) -> Result<i32, String> {
     let mut ready: Vec<Ready> = Vec::with_capacity(64);
     loop {
         let tick = events.wait(&mut ready).map_err(|e| format!("epoll: {e}"))?;
         for r in &ready {
-            if let Some(code) = handle(r, engine, ns)? {
+            if let Some(code) = handle_pasta_event(r, engine, ns)? {
                 return Ok(code);
             }
         }
@@ -156,7 +162,7 @@ fn event_loop(events: &mut EventLoop, engine: &mut Engine, ns: &Attached) -> Res
 }
 
 /// Handles one readiness report; `Some(status)` ends the program.
-fn handle(r: &Ready, engine: &mut Engine, ns: &Attached) -> Result<Option<i32>, String> {
+fn handle_pasta_event(r: &Ready, engine: &mut Engine, ns: &Attached) -> Result<Option<i32>, String> {
     match r.token.kind {
         TokenKind::Link => match engine.on_link_readable() {
             Ok(LinkState::Open) => Ok(None),
@@ -164,8 +170,7 @@ fn handle(r: &Ready, engine: &mut Engine, ns: &Attached) -> Result<Option<i32>, 
             Err(e) => Err(format!("Tap device: {e}")),
         },
         TokenKind::ChildExit => match ns.command.as_ref().map(|c| c.exit_status()) {
-            Some(Ok(Some(code))) => Ok(Some(code)),
-            Some(Ok(None)) => Ok(None),
+            Some(Ok(status)) => Ok(status),
             Some(Err(e)) => Err(format!("waiting for the command: {e}")),
             None => Ok(None),
         },
@@ -175,4 +180,100 @@ fn handle(r: &Ready, engine: &mut Engine, ns: &Attached) -> Result<Option<i32>, 
         }
         TokenKind::LinkListener => Ok(None),
     }
+}
+
+fn run_passt(config: &Config, mut files: RuntimeFiles) -> Result<i32, String> {
+    let mut events = EventLoop::new().map_err(|e| format!("epoll: {e}"))?;
+    let mut engine = Engine::new(Link::new(None, files.pcap.take()));
+    let listener = match config.fd {
+        Some(fd) => {
+            let fd = crate::sys::fd::take_inherited(fd).map_err(|e| format!("--fd {fd}: {e}"))?;
+            attach_client(&mut engine, &events, fd)?;
+            None
+        }
+        None => Some(bind_passt_socket(config, &events)?),
+    };
+    print_summary(config);
+    files.go_background(config)?;
+    passt_loop(&mut events, &mut engine, listener.as_ref(), config.passt.one_off)
+}
+
+fn bind_passt_socket(config: &Config, events: &EventLoop) -> Result<PasstListener, String> {
+    let listener = PasstListener::bind(config.passt.socket_path.as_deref()).map_err(|e| e.to_string())?;
+    events
+        .add(&listener, LISTENER, Interest::READ)
+        .map_err(|e| format!("epoll: {e}"))?;
+    let path = listener.path().display();
+    log::info!("UNIX domain socket bound at {path}");
+    log::info!(
+        "\nYou can now start qemu (>= 7.2, with commit 13c6be96618c):\n    \
+         kvm ... -device virtio-net-pci,netdev=s -netdev stream,id=s,server=off,addr.type=unix,addr.path={path}"
+    );
+    Ok(listener)
+}
+
+fn attach_client(engine: &mut Engine, events: &EventLoop, fd: std::os::fd::OwnedFd) -> Result<(), String> {
+    events.add(&fd, LINK, Interest::READ).map_err(|e| format!("epoll: {e}"))?;
+    engine.link_mut().attach(LinkIo::Stream(StreamLink::new(fd)));
+    Ok(())
+}
+
+fn passt_loop(
+    events: &mut EventLoop,
+    engine: &mut Engine,
+    listener: Option<&PasstListener>,
+    one_off: bool,
+) -> Result<i32, String> {
+    let mut ready: Vec<Ready> = Vec::with_capacity(64);
+    loop {
+        events.wait(&mut ready).map_err(|e| format!("epoll: {e}"))?;
+        for r in &ready {
+            match r.token.kind {
+                TokenKind::LinkListener => {
+                    if let Some(listener) = listener {
+                        accept_client(listener, engine, events)?;
+                    }
+                }
+                TokenKind::Link => {
+                    let closed = match engine.on_link_readable() {
+                        Ok(LinkState::Open) => false,
+                        Ok(LinkState::Closed) => true,
+                        Err(e) => {
+                            log::info!("Client connection error: {e}");
+                            true
+                        }
+                    };
+                    if closed {
+                        detach_client(engine, events);
+                        if one_off {
+                            return Ok(0);
+                        }
+                    }
+                }
+                TokenKind::ChildExit | TokenKind::NetnsOwnerExit => {}
+            }
+        }
+    }
+}
+
+/// Takes a new guest connection, or refuses it if a guest is connected.
+fn accept_client(listener: &PasstListener, engine: &mut Engine, events: &EventLoop) -> Result<(), String> {
+    while let Some((fd, pid)) = listener.accept().map_err(|e| format!("accept: {e}"))? {
+        let who = pid.map_or_else(|| "unknown PID".to_string(), |p| format!("PID {p}"));
+        if engine.link().is_attached() {
+            log::info!("Guest already connected: refusing connection from {who}");
+            continue;
+        }
+        log::info!("Accepted connection from {who}");
+        attach_client(engine, events, fd)?;
+    }
+    Ok(())
+}
+
+fn detach_client(engine: &mut Engine, events: &EventLoop) {
+    if let Some(fd) = engine.link().fd() {
+        let _ = events.delete(fd);
+    }
+    engine.link_mut().detach();
+    log::info!("Client connection closed");
 }

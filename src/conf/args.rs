@@ -121,6 +121,10 @@ pub struct Options {
     pub tcp_ns: Option<PortSpec>,
     pub udp_ns: Option<PortSpec>,
     pub fd: Option<i32>,
+    /// passt: `-s/--socket`.
+    pub socket_path: Option<PathBuf>,
+    /// passt: `-1/--one-off`.
+    pub one_off: bool,
     pub ns_ifname: Option<String>,
     pub userns: Option<PathBuf>,
     /// `--netns`, a bare NAME already turned into `/run/netns/NAME`.
@@ -176,6 +180,8 @@ impl Options {
             tcp_ns: None,
             udp_ns: None,
             fd: None,
+            socket_path: None,
+            one_off: false,
             ns_ifname: None,
             userns: None,
             netns: None,
@@ -376,9 +382,9 @@ impl Walk {
             Opt::NsMacAddr => o.ns_mac = Some(values::mac(&text)?),
             // No behaviour yet: refused whatever the table says, so that
             // flipping a status without the code cannot accept them.
-            Opt::Socket
-            | Opt::OneOff
-            | Opt::Hostname
+            Opt::Socket => o.socket_path = Some(path(raw, "socket path", &text)?),
+            Opt::OneOff => o.one_off = true,
+            Opt::Hostname
             | Opt::Fqdn
             | Opt::Freebind
             | Opt::DhcpDns

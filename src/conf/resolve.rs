@@ -122,7 +122,11 @@ pub fn resolve_with(
         ip4,
         ip6,
         fwd,
-        passt: PasstConfig::default(),
+        passt: PasstConfig {
+            socket_path: opts.socket_path.clone(),
+            one_off: opts.one_off || opts.fd.is_some(),
+            vhost_user: false,
+        },
         pasta,
         fd: opts.fd,
         print_summary: !(opts.quiet || (spawns && !opts.debug)),

@@ -204,7 +204,7 @@ const fn valued(
 }
 
 use Modes::{Both, Passt, Pasta};
-use Status::{NoneOnly, NotYet, Recorded, Supported};
+use Status::{NoneOnly, NotYet, OnlyIn, Recorded, Supported};
 
 #[rustfmt::skip]
 static TABLE: &[OptionSpec] = &[
@@ -214,8 +214,8 @@ static TABLE: &[OptionSpec] = &[
     flag("stderr", Some('e'), Both, Supported, Opt::Stderr),
     valued("log-file", Some('l'), Both, Supported, Opt::LogFile),
     flag("help", Some('h'), Both, Supported, Opt::Help),
-    valued("socket", Some('s'), Passt, NotYet, Opt::Socket),
-    valued("fd", Some('F'), Both, NotYet, Opt::Fd),
+    valued("socket", Some('s'), Passt, Supported, Opt::Socket),
+    valued("fd", Some('F'), Both, OnlyIn(Mode::Passt), Opt::Fd),
     valued("ns-ifname", Some('I'), Pasta, Supported, Opt::NsIfname),
     valued("pcap", Some('p'), Both, Supported, Opt::Pcap),
     valued("pid", Some('P'), Both, Supported, Opt::Pid),
@@ -241,7 +241,7 @@ static TABLE: &[OptionSpec] = &[
     flag("no-map-gw", None, Both, Recorded, Opt::NoMapGw),
     flag("ipv4-only", Some('4'), Both, Supported, Opt::Ipv4Only),
     flag("ipv6-only", Some('6'), Both, Supported, Opt::Ipv6Only),
-    flag("one-off", Some('1'), Passt, NotYet, Opt::OneOff),
+    flag("one-off", Some('1'), Passt, Supported, Opt::OneOff),
     valued("tcp-ports", Some('t'), Both, NoneOnly, Opt::TcpPorts),
     valued("udp-ports", Some('u'), Both, NoneOnly, Opt::UdpPorts),
     valued("tcp-ns", Some('T'), Pasta, NoneOnly, Opt::TcpNs),
@@ -271,7 +271,7 @@ static TABLE: &[OptionSpec] = &[
     valued("dns-host", None, Both, NotYet, Opt::DnsHost),
     flag("vhost-user", None, Passt, NotYet, Opt::VhostUser),
     flag("print-capabilities", None, Passt, NotYet, Opt::PrintCapabilities),
-    valued("socket-path", Some('s'), Passt, NotYet, Opt::Socket),
+    valued("socket-path", Some('s'), Passt, Supported, Opt::Socket),
     valued("fqdn", None, Both, NotYet, Opt::Fqdn),
     valued("repair-path", None, Passt, NotYet, Opt::RepairPath),
 ];

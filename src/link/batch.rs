@@ -45,6 +45,30 @@ impl FrameBatch {
         self.used = end;
     }
 
+    /// The whole buffer, for a link that parses frames out of a byte
+    /// stream it reads into it ([`super::stream`]); the frames found are then
+    /// declared with [`FrameBatch::push_frame`]. Only valid on a cleared
+    /// batch.
+    pub fn raw(&mut self) -> &mut [u8] {
+        &mut self.buf
+    }
+
+    /// Declares bytes `range` of [`FrameBatch::raw`] a frame; `false` (and
+    /// nothing recorded) if the range is out of bounds or the batch holds
+    /// `max_frames` already.
+    pub fn push_frame(&mut self, range: Range<usize>) -> bool {
+        if self.frames.len() >= self.max_frames || range.end > self.buf.len() || range.start > range.end {
+            return false;
+        }
+        self.used = self.used.max(range.end);
+        self.frames.push(range);
+        true
+    }
+
+    pub fn max_frames(&self) -> usize {
+        self.max_frames
+    }
+
     pub fn len(&self) -> usize {
         self.frames.len()
     }

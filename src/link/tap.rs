@@ -4,90 +4,49 @@
 //! Reads drain the device until it would block or the batch is full
 //! (DESIGN.md rule 6: read the tap until EAGAIN on every wake-up). Writes
 //! are one `write` per frame (the tap has no batched write); a full queue
-//! drops the frame, as a NIC would, and counts it.
+//! drops the frame, as a NIC would.
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use super::{FrameBatch, MAX_FRAME, MIN_FRAME};
-use crate::pcap::Pcap;
-
-/// Why a read stopped.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ReadStop {
-    /// Nothing more to read now.
-    Drained,
-    /// The batch is full; more may be waiting.
-    BatchFull,
-    /// The device is gone.
-    Closed,
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct TapCounters {
-    pub frames_in: u64,
-    pub frames_out: u64,
-    pub runts_in: u64,
-    pub dropped_out: u64,
-}
+use super::{FrameBatch, MAX_FRAME, MIN_FRAME, ReadStop};
 
 pub struct Tap {
     fd: OwnedFd,
-    pcap: Option<Pcap>,
-    pub counters: TapCounters,
+    /// Reads shorter than an Ethernet header (never expected from a tap).
+    pub runts_in: u64,
 }
 
 impl Tap {
-    pub fn new(fd: OwnedFd, pcap: Option<Pcap>) -> Tap {
-        Tap {
-            fd,
-            pcap,
-            counters: TapCounters::default(),
-        }
+    pub fn new(fd: OwnedFd) -> Tap {
+        Tap { fd, runts_in: 0 }
     }
 
-    /// Reads frames into `batch` (cleared first) until the device would
-    /// block, the batch is full, or the device is gone.
+    /// Reads frames into `batch` until the device would block, the batch is
+    /// full, or the device is gone.
     pub fn read_batch(&mut self, batch: &mut FrameBatch) -> io::Result<ReadStop> {
-        batch.clear();
-        let stop = loop {
+        loop {
             let Some(spare) = batch.spare(MAX_FRAME) else {
-                break ReadStop::BatchFull;
+                return Ok(ReadStop::BatchFull);
             };
             match rustix::io::read(&self.fd, &mut spare[..MAX_FRAME]) {
-                Ok(0) => break ReadStop::Closed,
-                Ok(n) if n < MIN_FRAME => self.counters.runts_in += 1,
-                Ok(n) => {
-                    batch.commit(n);
-                    self.counters.frames_in += 1;
-                }
-                Err(rustix::io::Errno::AGAIN) => break ReadStop::Drained,
+                Ok(0) => return Ok(ReadStop::Closed),
+                Ok(n) if n < MIN_FRAME => self.runts_in += 1,
+                Ok(n) => batch.commit(n),
+                Err(rustix::io::Errno::AGAIN) => return Ok(ReadStop::Drained),
                 Err(rustix::io::Errno::INTR) => continue,
                 Err(e) => return Err(e.into()),
             }
-        };
-        if let Some(pcap) = &self.pcap {
-            pcap.record_batch(batch.iter());
         }
-        Ok(stop)
     }
 
-    /// Sends one frame to the guest. A full device queue drops it (counted).
-    pub fn write_frame(&mut self, frame: &[u8]) -> io::Result<()> {
-        if let Some(pcap) = &self.pcap {
-            pcap.record(frame);
-        }
+    /// Sends one frame; `false` if the device queue is full (dropped).
+    pub fn write_frame(&mut self, frame: &[u8]) -> io::Result<bool> {
         loop {
             match rustix::io::write(&self.fd, frame) {
-                Ok(_) => {
-                    self.counters.frames_out += 1;
-                    return Ok(());
-                }
+                Ok(_) => return Ok(true),
                 Err(rustix::io::Errno::INTR) => continue,
-                Err(rustix::io::Errno::AGAIN | rustix::io::Errno::NOBUFS) => {
-                    self.counters.dropped_out += 1;
-                    return Ok(());
-                }
+                Err(rustix::io::Errno::AGAIN | rustix::io::Errno::NOBUFS) => return Ok(false),
                 Err(e) => return Err(e.into()),
             }
         }

@@ -6,6 +6,7 @@
 //! covers the call; `libc` where it does not (tun ioctls, raw clone,
 //! `TCP_INFO`, `recvmmsg`...).
 
+pub mod fd;
 pub mod ns;
 pub mod process;
 pub mod spawn;

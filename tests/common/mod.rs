@@ -16,10 +16,30 @@
 //! removes its files. Names carry the test process's PID and a counter so
 //! tests run in parallel.
 //!
-//! Commands: [`Rig::host_cmd`] (root in the host namespace),
-//! [`Rig::host_cmd_as_user`] (an ordinary user there, started the way podman
-//! starts pasta), [`Rig::remote_cmd`]; [`run_with_timeout`] runs one to the
-//! end, [`Rig::spawn`] starts one in the background and tracks it.
+//! API at a glance:
+//! - commands: [`Rig::host_cmd`] (root in the host namespace),
+//!   [`Rig::host_cmd_as_user`] (an ordinary user there, started the way
+//!   podman starts pasta: `setpriv`, no groups, no capabilities),
+//!   [`Rig::host_cmd_as`], [`Rig::remote_cmd`], [`Rig::pasta_cmd`];
+//!   [`isolated_cmd`] runs something in an empty network namespace without a
+//!   rig (for command lines that must fail at once).
+//! - running: [`run_with_timeout`] / [`run_ok`] (to the end, output
+//!   captured); [`Rig::run`] (also fails if the command left processes
+//!   behind); [`Rig::run_tracked`] (tracks what it left, e.g. a daemon);
+//!   [`Rig::spawn`] / [`Rig::spawn_logged`] + [`Rig::log`] (background,
+//!   ended on drop); [`Rig::track_pid`] for a daemon's PID.
+//! - waiting, all bounded: [`wait_timeout`], [`wait_until`],
+//!   [`wait_ready`] (PID file or exit), [`read_pid_file`],
+//!   [`wait_pid_gone`], [`stop`].
+//! - processes: [`proc_stat`], [`pid_running`], [`descendants`],
+//!   [`group_members`], [`proc_comm`], [`proc_cmdline`], [`signal`].
+//! - namespaces: [`Rig::add_netns`] / [`Rig::del_netns`] (a third, empty
+//!   named namespace), [`ip`] (`ip` in the test's own namespace).
+//! - reading tools: [`parse_links`] / [`parse_routes`] for `ip -j`,
+//!   [`json`] for anything else, [`sections`] to split a script's output.
+//! - setup: [`setup_tun`] (`/dev/net/tun` mode 0666, once), [`tool`] /
+//!   [`ping_argv`] (find a program or name the package), [`TempDir`].
+//!
 //! The binaries under test are [`pasta_bin`] and [`passt_bin`]; the
 //! environment variables `PASST_RS_TEST_PASTA` / `PASST_RS_TEST_PASST`
 //! point them elsewhere (e.g. at upstream's binaries, to check a test
@@ -923,7 +943,7 @@ impl Drop for Rig {
         let mut round = tracked;
         for _ in 0..4 {
             round.extend(leftovers(&groups, &all_ns));
-            round.retain(|t| is_alive(t));
+            round.retain(is_alive);
             if round.is_empty() {
                 break;
             }
@@ -1021,9 +1041,24 @@ fn reap(procs: &[Tracked]) {
     }
 }
 
+/// `ip netns add NAME`. A namespace of that name can only exist if an
+/// earlier test process with our PID was killed before its cleanup: such a
+/// leftover of this suite is deleted and the add retried.
 fn netns_add(name: &str) {
     let _g = NETNS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    run_ok(Command::new(tool("ip")).args(["netns", "add", name]));
+    let add = || run_with_timeout(Command::new(tool("ip")).args(["netns", "add", name]), SHORT);
+    let out = add();
+    if out.status.success() {
+        return;
+    }
+    assert!(
+        name.starts_with("prs-"),
+        "ip netns add {name}: {}",
+        text(&out)
+    );
+    let _ = run_with_timeout(Command::new(tool("ip")).args(["netns", "del", name]), SHORT);
+    let out = add();
+    assert!(out.status.success(), "ip netns add {name}: {}", text(&out));
 }
 
 /// Runs `ip ARGS` in the test's own namespace; panics on failure.

@@ -1,0 +1,245 @@
+//! passt's link: a connected AF_UNIX stream socket carrying qemu's
+//! `-netdev stream` framing: each Ethernet frame is preceded by its length as
+//! a 4-byte big-endian integer.
+//!
+//! Reading: the socket is read straight into the frame batch's buffer until
+//! it would block or the buffer is full; complete frames are declared in
+//! place (no copy). Bytes not yet declared (a trailing partial frame, or
+//! frames beyond the batch's frame limit) stay in the buffer and are moved
+//! to its start by the next read, so the same [`FrameBatch`] must be passed
+//! to every read of a connection (invariant). A length
+//! outside 14..=65535 means the peer is not speaking the protocol: the read
+//! fails and the caller drops the connection (as upstream does).
+//!
+//! Writing: one `sendmsg` of [length, frame] without blocking; if only part
+//! of it goes out, the rest is finished by waiting for the socket (a frame is
+//! never cut in half: that would desynchronise the stream), with a bound.
+
+use std::io::{self, IoSlice};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use rustix::event::{PollFd, PollFlags, poll};
+use rustix::net::{RecvFlags, SendFlags, recv, send, sendmsg};
+
+use super::{FrameBatch, MAX_FRAME, MIN_FRAME, ReadStop};
+
+/// Bytes of the length prefix.
+const HEADER: usize = 4;
+/// How long finishing a partly sent frame may take before the guest is
+/// considered stuck and the connection dropped.
+const FINISH_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub struct StreamLink {
+    fd: OwnedFd,
+    /// Bytes of the batch buffer read but not yet declared as frames.
+    pending: std::ops::Range<usize>,
+}
+
+impl StreamLink {
+    /// Wraps a connected, non-blocking stream socket.
+    pub fn new(fd: OwnedFd) -> StreamLink {
+        StreamLink { fd, pending: 0..0 }
+    }
+
+    /// Reads what the socket has into `batch` (cleared) and declares the
+    /// complete frames. Errors with `InvalidData` on a bad length.
+    pub fn read_batch(&mut self, batch: &mut FrameBatch) -> io::Result<ReadStop> {
+        let raw = batch.raw();
+        let kept = self.pending.len();
+        raw.copy_within(self.pending.clone(), 0);
+        let (filled, stop) = self.fill(raw, kept)?;
+        let consumed = declare_frames(batch, filled)?;
+        self.pending = consumed..filled;
+        let more_complete_frames = filled - consumed >= HEADER && batch.len() == batch.max_frames();
+        Ok(if more_complete_frames { ReadStop::BatchFull } else { stop })
+    }
+
+    /// Reads into `raw` after its first `kept` bytes; returns the bytes
+    /// filled.
+    fn fill(&mut self, raw: &mut [u8], kept: usize) -> io::Result<(usize, ReadStop)> {
+        let mut filled = kept;
+        loop {
+            if filled == raw.len() {
+                return Ok((filled, ReadStop::BatchFull));
+            }
+            match recv(&self.fd, &mut raw[filled..], RecvFlags::DONTWAIT) {
+                Ok((0, _)) => return Ok((filled, ReadStop::Closed)),
+                Ok((n, _)) => filled += n,
+                Err(rustix::io::Errno::AGAIN) => return Ok((filled, ReadStop::Drained)),
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Sends one frame with its length; `false` if the socket cannot take
+    /// any of it now (dropped, as a full NIC queue would).
+    pub fn write_frame(&mut self, frame: &[u8]) -> io::Result<bool> {
+        let len = u32::try_from(frame.len())
+            .ok()
+            .filter(|&l| l as usize <= MAX_FRAME)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "frame too long"))?;
+        let header = len.to_be_bytes();
+        let iov = [IoSlice::new(&header), IoSlice::new(frame)];
+        let flags = SendFlags::DONTWAIT | SendFlags::NOSIGNAL;
+        let sent = loop {
+            match sendmsg(&self.fd, &iov, &mut Default::default(), flags) {
+                Ok(n) => break n,
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(rustix::io::Errno::AGAIN) => return Ok(false),
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let total = HEADER + frame.len();
+        if sent < total {
+            self.finish(&header, frame, sent)?;
+        }
+        Ok(true)
+    }
+
+    /// Sends the unsent tail of [header, frame], waiting for room.
+    fn finish(&self, header: &[u8; HEADER], frame: &[u8], mut sent: usize) -> io::Result<()> {
+        let deadline = Instant::now() + FINISH_TIMEOUT;
+        let total = HEADER + frame.len();
+        while sent < total {
+            let rest = if sent < HEADER { &header[sent..] } else { &frame[sent - HEADER..] };
+            match send(&self.fd, rest, SendFlags::DONTWAIT | SendFlags::NOSIGNAL) {
+                Ok(n) => sent += n,
+                Err(rustix::io::Errno::INTR) => {}
+                Err(rustix::io::Errno::AGAIN) => self.wait_writable(deadline)?,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    fn wait_writable(&self, deadline: Instant) -> io::Result<()> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "guest stopped reading"));
+        }
+        let mut fds = [PollFd::new(&self.fd, PollFlags::OUT)];
+        let timeout = rustix::event::Timespec {
+            tv_sec: left.as_secs() as i64,
+            tv_nsec: i64::from(left.subsec_nanos()),
+        };
+        match poll(&mut fds, Some(&timeout)) {
+            Ok(_) | Err(rustix::io::Errno::INTR) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+impl AsFd for StreamLink {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// Declares the complete frames among the first `filled` bytes of the
+/// batch's buffer; returns how many bytes they span.
+fn declare_frames(batch: &mut FrameBatch, filled: usize) -> io::Result<usize> {
+    let mut pos = 0;
+    while filled - pos >= HEADER {
+        let raw = batch.raw();
+        let len = u32::from_be_bytes([raw[pos], raw[pos + 1], raw[pos + 2], raw[pos + 3]]) as usize;
+        if !(MIN_FRAME..=MAX_FRAME).contains(&len) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("bad frame length {len} from guest"),
+            ));
+        }
+        let start = pos + HEADER;
+        if filled - start < len || !batch.push_frame(start..start + len) {
+            break;
+        }
+        pos = start + len;
+    }
+    Ok(pos)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::os::unix::net::UnixStream;
+
+    fn framed(frames: &[&[u8]]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for f in frames {
+            out.extend_from_slice(&(f.len() as u32).to_be_bytes());
+            out.extend_from_slice(f);
+        }
+        out
+    }
+
+    fn pair() -> (UnixStream, StreamLink) {
+        let (a, b) = UnixStream::pair().unwrap();
+        b.set_nonblocking(true).unwrap();
+        (a, StreamLink::new(OwnedFd::from(b)))
+    }
+
+    #[test]
+    fn stream_frames_split_across_reads_are_reassembled() {
+        let (mut peer, mut link) = pair();
+        let f1 = [1u8; 60];
+        let f2 = [2u8; 1500];
+        let bytes = framed(&[&f1, &f2]);
+        let mut batch = FrameBatch::new(1 << 20, 64);
+        peer.write_all(&bytes[..100]).unwrap();
+        batch.clear();
+        assert_eq!(link.read_batch(&mut batch).unwrap(), ReadStop::Drained);
+        assert_eq!(batch.iter().collect::<Vec<_>>(), vec![&f1[..]]);
+        peer.write_all(&bytes[100..]).unwrap();
+        batch.clear();
+        link.read_batch(&mut batch).unwrap();
+        assert_eq!(batch.iter().collect::<Vec<_>>(), vec![&f2[..]]);
+    }
+
+    #[test]
+    fn stream_bad_length_is_an_error_not_a_panic() {
+        for len in [0u32, 13, 65536, u32::MAX] {
+            let (mut peer, mut link) = pair();
+            peer.write_all(&len.to_be_bytes()).unwrap();
+            peer.write_all(&[0; 32]).unwrap();
+            let mut batch = FrameBatch::new(1 << 20, 64);
+            let err = link.read_batch(&mut batch).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidData, "len {len}");
+        }
+    }
+
+    #[test]
+    fn stream_peer_close_is_reported() {
+        let (peer, mut link) = pair();
+        drop(peer);
+        let mut batch = FrameBatch::new(1 << 20, 64);
+        assert_eq!(link.read_batch(&mut batch).unwrap(), ReadStop::Closed);
+    }
+
+    #[test]
+    fn stream_written_frames_carry_their_length() {
+        let (mut peer, mut link) = pair();
+        assert!(link.write_frame(&[7u8; 42]).unwrap());
+        let mut buf = [0u8; 46];
+        std::io::Read::read_exact(&mut peer, &mut buf).unwrap();
+        assert_eq!(&buf[..4], &42u32.to_be_bytes());
+        assert!(buf[4..].iter().all(|&b| b == 7));
+    }
+
+    #[test]
+    fn stream_batch_frame_limit_keeps_the_rest_for_later() {
+        let (mut peer, mut link) = pair();
+        let frames: Vec<[u8; 20]> = (0..5u8).map(|i| [i; 20]).collect();
+        let refs: Vec<&[u8]> = frames.iter().map(|f| &f[..]).collect();
+        peer.write_all(&framed(&refs)).unwrap();
+        let mut batch = FrameBatch::new(1 << 20, 2);
+        let mut seen = Vec::new();
+        for _ in 0..4 {
+            batch.clear();
+            link.read_batch(&mut batch).unwrap();
+            seen.extend(batch.iter().map(|f| f[0]));
+        }
+        assert_eq!(seen, [0, 1, 2, 3, 4]);
+    }
+}
