@@ -865,7 +865,7 @@ impl Rig {
     pub fn spawn_logged(&self, cmd: &mut Command, name: &str) -> Child {
         let out = fs::File::create(self.tmp_path(&format!("{name}.out"))).expect("create log");
         let err = fs::File::create(self.tmp_path(&format!("{name}.err"))).expect("create log");
-        cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+        cmd.stdout(out).stderr(err);
         self.spawn(cmd)
     }
 
