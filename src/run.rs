@@ -71,11 +71,15 @@ struct RuntimeFiles {
 impl RuntimeFiles {
     fn open(config: &Config) -> Result<RuntimeFiles, String> {
         let pid_file = match &config.pid_file {
-            Some(p) => Some(PidFile::create(p).map_err(|e| format!("PID file {}: {e}", p.display()))?),
+            Some(p) => {
+                Some(PidFile::create(p).map_err(|e| format!("PID file {}: {e}", p.display()))?)
+            }
             None => None,
         };
         let pcap = match &config.pcap {
-            Some(p) => Some(Pcap::create(p).map_err(|e| format!("pcap file {}: {e}", p.display()))?),
+            Some(p) => {
+                Some(Pcap::create(p).map_err(|e| format!("pcap file {}: {e}", p.display()))?)
+            }
             None => None,
         };
         let devnull = DevNull::open().map_err(|e| format!("/dev/null: {e}"))?;
@@ -107,7 +111,11 @@ const LISTENER: Token = Token::new(TokenKind::LinkListener, 0);
 const CHILD: Token = Token::new(TokenKind::ChildExit, 0);
 const NETNS_OWNER: Token = Token::new(TokenKind::NetnsOwnerExit, 0);
 
-fn run_pasta(config: &Config, host: &conf::host::HostNet, mut files: RuntimeFiles) -> Result<i32, String> {
+fn run_pasta(
+    config: &Config,
+    host: &conf::host::HostNet,
+    mut files: RuntimeFiles,
+) -> Result<i32, String> {
     let (mut ns, tap) = pasta::attach(config, host, daemon::geteuid(), daemon::getegid())
         .map_err(|e| format!("Namespace set-up failed: {e}"))?;
     log::debug!("Tap {} ready, guest MAC {:02x?}", tap.name, tap.mac);
@@ -118,7 +126,9 @@ fn run_pasta(config: &Config, host: &conf::host::HostNet, mut files: RuntimeFile
     register_pasta(&events, &ns, &engine).map_err(|e| format!("epoll: {e}"))?;
     files.go_background(config)?;
     if let Some(command) = &mut ns.command {
-        command.start().map_err(|e| format!("starting the command: {e}"))?;
+        command
+            .start()
+            .map_err(|e| format!("starting the command: {e}"))?;
         if !config.log.debug {
             crate::logging::stderr_off();
         }
@@ -162,7 +172,11 @@ fn pasta_loop(events: &mut EventLoop, engine: &mut Engine, ns: &Attached) -> Res
 }
 
 /// Handles one readiness report; `Some(status)` ends the program.
-fn handle_pasta_event(r: &Ready, engine: &mut Engine, ns: &Attached) -> Result<Option<i32>, String> {
+fn handle_pasta_event(
+    r: &Ready,
+    engine: &mut Engine,
+    ns: &Attached,
+) -> Result<Option<i32>, String> {
     match r.token.kind {
         TokenKind::Link => match engine.on_link_readable() {
             Ok(LinkState::Open) => Ok(None),
@@ -195,11 +209,17 @@ fn run_passt(config: &Config, mut files: RuntimeFiles) -> Result<i32, String> {
     };
     print_summary(config);
     files.go_background(config)?;
-    passt_loop(&mut events, &mut engine, listener.as_ref(), config.passt.one_off)
+    passt_loop(
+        &mut events,
+        &mut engine,
+        listener.as_ref(),
+        config.passt.one_off,
+    )
 }
 
 fn bind_passt_socket(config: &Config, events: &EventLoop) -> Result<PasstListener, String> {
-    let listener = PasstListener::bind(config.passt.socket_path.as_deref()).map_err(|e| e.to_string())?;
+    let listener =
+        PasstListener::bind(config.passt.socket_path.as_deref()).map_err(|e| e.to_string())?;
     events
         .add(&listener, LISTENER, Interest::READ)
         .map_err(|e| format!("epoll: {e}"))?;
@@ -212,9 +232,17 @@ fn bind_passt_socket(config: &Config, events: &EventLoop) -> Result<PasstListene
     Ok(listener)
 }
 
-fn attach_client(engine: &mut Engine, events: &EventLoop, fd: std::os::fd::OwnedFd) -> Result<(), String> {
-    events.add(&fd, LINK, Interest::READ).map_err(|e| format!("epoll: {e}"))?;
-    engine.link_mut().attach(LinkIo::Stream(StreamLink::new(fd)));
+fn attach_client(
+    engine: &mut Engine,
+    events: &EventLoop,
+    fd: std::os::fd::OwnedFd,
+) -> Result<(), String> {
+    events
+        .add(&fd, LINK, Interest::READ)
+        .map_err(|e| format!("epoll: {e}"))?;
+    engine
+        .link_mut()
+        .attach(LinkIo::Stream(StreamLink::new(fd)));
     Ok(())
 }
 
@@ -257,7 +285,11 @@ fn passt_loop(
 }
 
 /// Takes a new guest connection, or refuses it if a guest is connected.
-fn accept_client(listener: &PasstListener, engine: &mut Engine, events: &EventLoop) -> Result<(), String> {
+fn accept_client(
+    listener: &PasstListener,
+    engine: &mut Engine,
+    events: &EventLoop,
+) -> Result<(), String> {
     while let Some((fd, pid)) = listener.accept().map_err(|e| format!("accept: {e}"))? {
         let who = pid.map_or_else(|| "unknown PID".to_string(), |p| format!("PID {p}"));
         if engine.link().is_attached() {

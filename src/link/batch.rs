@@ -57,7 +57,10 @@ impl FrameBatch {
     /// nothing recorded) if the range is out of bounds or the batch holds
     /// `max_frames` already.
     pub fn push_frame(&mut self, range: Range<usize>) -> bool {
-        if self.frames.len() >= self.max_frames || range.end > self.buf.len() || range.start > range.end {
+        if self.frames.len() >= self.max_frames
+            || range.end > self.buf.len()
+            || range.start > range.end
+        {
             return false;
         }
         self.used = self.used.max(range.end);

@@ -33,7 +33,12 @@ impl PasstListener {
             None => DEFAULT_SOCKETS
                 .map(|i| PathBuf::from(format!("/tmp/passt_{i}.socket")))
                 .find_map(|p| bind_path(&p).transpose())
-                .unwrap_or_else(|| Err(io::Error::new(io::ErrorKind::AddrInUse, "no free socket path in /tmp"))),
+                .unwrap_or_else(|| {
+                    Err(io::Error::new(
+                        io::ErrorKind::AddrInUse,
+                        "no free socket path in /tmp",
+                    ))
+                }),
         }
     }
 
@@ -74,7 +79,12 @@ fn bind_path(path: &Path) -> io::Result<Option<PasstListener>> {
             std::fs::remove_file(path)?;
             UnixListener::bind(path)?
         }
-        Err(e) => return Err(io::Error::new(e.kind(), format!("binding {}: {e}", path.display()))),
+        Err(e) => {
+            return Err(io::Error::new(
+                e.kind(),
+                format!("binding {}: {e}", path.display()),
+            ));
+        }
     };
     listener.set_nonblocking(true)?;
     Ok(Some(PasstListener {

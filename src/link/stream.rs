@@ -52,7 +52,11 @@ impl StreamLink {
         let consumed = declare_frames(batch, filled)?;
         self.pending = consumed..filled;
         let more_complete_frames = filled - consumed >= HEADER && batch.len() == batch.max_frames();
-        Ok(if more_complete_frames { ReadStop::BatchFull } else { stop })
+        Ok(if more_complete_frames {
+            ReadStop::BatchFull
+        } else {
+            stop
+        })
     }
 
     /// Reads into `raw` after its first `kept` bytes; returns the bytes
@@ -103,7 +107,11 @@ impl StreamLink {
         let deadline = Instant::now() + FINISH_TIMEOUT;
         let total = HEADER + frame.len();
         while sent < total {
-            let rest = if sent < HEADER { &header[sent..] } else { &frame[sent - HEADER..] };
+            let rest = if sent < HEADER {
+                &header[sent..]
+            } else {
+                &frame[sent - HEADER..]
+            };
             match send(&self.fd, rest, SendFlags::DONTWAIT | SendFlags::NOSIGNAL) {
                 Ok(n) => sent += n,
                 Err(rustix::io::Errno::INTR) => {}
@@ -117,7 +125,10 @@ impl StreamLink {
     fn wait_writable(&self, deadline: Instant) -> io::Result<()> {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(io::Error::new(io::ErrorKind::TimedOut, "guest stopped reading"));
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "guest stopped reading",
+            ));
         }
         let mut fds = [PollFd::new(&self.fd, PollFlags::OUT)];
         let timeout = rustix::event::Timespec {

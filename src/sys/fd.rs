@@ -8,7 +8,10 @@ use std::os::fd::{FromRawFd, OwnedFd};
 /// that it is open; marks it close-on-exec.
 pub fn take_inherited(fd: i32) -> io::Result<OwnedFd> {
     if fd <= 2 {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("invalid fd {fd}")));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("invalid fd {fd}"),
+        ));
     }
     // SAFETY: F_GETFD only queries the descriptor table; an invalid number
     // gives EBADF and touches nothing.

@@ -859,9 +859,10 @@ impl Rig {
         out
     }
 
-    /// Starts `cmd` in the background with stdin from /dev/null and stdout
-    /// and stderr going to `<name>.out` / `<name>.err` in the temp dir (see
-    /// [`Rig::log`]); tracked like [`Rig::spawn`].
+    /// Starts `cmd` in the background with stdout and stderr going to
+    /// `<name>.out` / `<name>.err` in the temp dir (see [`Rig::log`]);
+    /// tracked like [`Rig::spawn`]. stdin stays as set (the rig's commands
+    /// default to /dev/null).
     pub fn spawn_logged(&self, cmd: &mut Command, name: &str) -> Child {
         let out = fs::File::create(self.tmp_path(&format!("{name}.out"))).expect("create log");
         let err = fs::File::create(self.tmp_path(&format!("{name}.err"))).expect("create log");
