@@ -18,6 +18,7 @@ pub mod logging;
 pub mod netlink;
 pub mod pasta;
 pub mod pcap;
+pub mod services;
 pub mod sys;
 pub mod wire;
 

@@ -24,6 +24,8 @@
 pub mod accounts;
 pub mod args;
 pub mod error;
+#[cfg(any(test, fuzzing))]
+pub mod fixture;
 pub mod host;
 pub mod ports;
 pub mod resolv;
