@@ -35,6 +35,8 @@ pub enum TokenKind {
     ChildExit = 3,
     /// pidfd of the process whose namespaces pasta joined.
     NetnsOwnerExit = 4,
+    /// A ping socket of an ICMP echo flow (index: its slot).
+    Icmp = 5,
 }
 
 impl TokenKind {
@@ -44,6 +46,7 @@ impl TokenKind {
             2 => TokenKind::LinkListener,
             3 => TokenKind::ChildExit,
             4 => TokenKind::NetnsOwnerExit,
+            5 => TokenKind::Icmp,
             _ => return None,
         })
     }

@@ -12,6 +12,7 @@ pub mod conf;
 pub mod daemon;
 pub mod engine;
 pub mod event;
+pub mod flow;
 pub mod isolation;
 pub mod link;
 pub mod logging;

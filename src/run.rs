@@ -121,7 +121,8 @@ fn run_pasta(
     log::debug!("Tap {} ready, guest MAC {:02x?}", tap.name, tap.mac);
     print_summary(config);
     let link = Link::new(Some(LinkIo::Tap(Tap::new(tap.fd))), files.pcap.take());
-    let mut engine = Engine::new(link);
+    let mut engine = Engine::new(config, link);
+    engine.set_guest_mac(tap.mac);
     let mut events = EventLoop::new().map_err(|e| format!("epoll: {e}"))?;
     register_pasta(&events, &ns, &engine).map_err(|e| format!("epoll: {e}"))?;
     files.go_background(config)?;
@@ -160,13 +161,16 @@ fn pasta_loop(events: &mut EventLoop, engine: &mut Engine, ns: &Attached) -> Res
     loop {
         let tick = events.wait(&mut ready).map_err(|e| format!("epoll: {e}"))?;
         for r in &ready {
-            if let Some(code) = handle_pasta_event(r, engine, ns)? {
+            if let Some(code) = handle_pasta_event(r, engine, ns, events)? {
                 return Ok(code);
             }
         }
-        if tick && ns.quit.path_gone() {
-            log::info!("Namespace is gone, exiting");
-            return Ok(0);
+        if tick {
+            engine.on_tick(events);
+            if ns.quit.path_gone() {
+                log::info!("Namespace is gone, exiting");
+                return Ok(0);
+            }
         }
     }
 }
@@ -176,9 +180,10 @@ fn handle_pasta_event(
     r: &Ready,
     engine: &mut Engine,
     ns: &Attached,
+    events: &EventLoop,
 ) -> Result<Option<i32>, String> {
     match r.token.kind {
-        TokenKind::Link => match engine.on_link_readable() {
+        TokenKind::Link => match engine.on_link_readable(events) {
             Ok(LinkState::Open) => Ok(None),
             Ok(LinkState::Closed) => Err("Tap device closed".into()),
             Err(e) => Err(format!("Tap device: {e}")),
@@ -192,13 +197,21 @@ fn handle_pasta_event(
             log::info!("Namespace owner exited, exiting");
             Ok(Some(0))
         }
+        TokenKind::Icmp => flow_event(engine, r.token).map(|()| None),
         TokenKind::LinkListener => Ok(None),
     }
 }
 
+/// A flow's socket is ready: errors writing to the guest end the program.
+fn flow_event(engine: &mut Engine, token: Token) -> Result<(), String> {
+    engine
+        .on_flow_event(token)
+        .map_err(|e| format!("Guest link: {e}"))
+}
+
 fn run_passt(config: &Config, mut files: RuntimeFiles) -> Result<i32, String> {
     let mut events = EventLoop::new().map_err(|e| format!("epoll: {e}"))?;
-    let mut engine = Engine::new(Link::new(None, files.pcap.take()));
+    let mut engine = Engine::new(config, Link::new(None, files.pcap.take()));
     let listener = match config.fd {
         Some(fd) => {
             let fd = crate::sys::fd::take_inherited(fd).map_err(|e| format!("--fd {fd}: {e}"))?;
@@ -254,7 +267,10 @@ fn passt_loop(
 ) -> Result<i32, String> {
     let mut ready: Vec<Ready> = Vec::with_capacity(64);
     loop {
-        events.wait(&mut ready).map_err(|e| format!("epoll: {e}"))?;
+        let tick = events.wait(&mut ready).map_err(|e| format!("epoll: {e}"))?;
+        if tick {
+            engine.on_tick(events);
+        }
         for r in &ready {
             match r.token.kind {
                 TokenKind::LinkListener => {
@@ -262,8 +278,17 @@ fn passt_loop(
                         accept_client(listener, engine, events)?;
                     }
                 }
+                TokenKind::Icmp => {
+                    if let Err(e) = engine.on_flow_event(r.token) {
+                        log::info!("Client connection error: {e}");
+                        detach_client(engine, events);
+                        if one_off {
+                            return Ok(0);
+                        }
+                    }
+                }
                 TokenKind::Link => {
-                    let closed = match engine.on_link_readable() {
+                    let closed = match engine.on_link_readable(events) {
                         Ok(LinkState::Open) => false,
                         Ok(LinkState::Closed) => true,
                         Err(e) => {

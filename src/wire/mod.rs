@@ -4,6 +4,8 @@
 //! Invariant: nothing here panics on any input; a frame that does not parse
 //! is reported as [`FrameClass::Malformed`].
 
+pub mod echo;
+
 use etherparse::{EtherType, Ethernet2Slice, IpNumber, Ipv4Slice, Ipv6Slice};
 
 /// What a guest frame carries, as far as dispatch needs to know.
