@@ -77,7 +77,6 @@ pub fn dual_stack_host() -> HostNet {
     }
 }
 
-
 /// The configuration `args` give on [`dual_stack_host`]; panics on a bad
 /// command line (fixtures are for tests).
 pub fn config(mode: Mode, args: &[&str]) -> Config {

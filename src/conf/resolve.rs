@@ -546,8 +546,8 @@ fn pasta_config(opts: &Options, template: Option<&TemplateIface>) -> PastaConfig
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conf::fixture::{addr, dual_stack_host, link, route};
     use crate::conf::args::parse_args;
+    use crate::conf::fixture::{addr, dual_stack_host, link, route};
     use crate::conf::{ParseOutcome, PortRange};
     use std::ffi::OsString;
 
