@@ -113,6 +113,9 @@ pub struct Options {
     pub services: Services,
     pub no_dhcp_dns: bool,
     pub no_dhcp_search: bool,
+    /// pasta: `--dhcp-dns`, `--dhcp-search`.
+    pub dhcp_dns: bool,
+    pub dhcp_search: bool,
     pub no_map_gw: bool,
     pub no_splice: bool,
     /// `-t`, `-u`, `-T`, `-U`; `None` if not given.
@@ -173,6 +176,8 @@ impl Options {
             services: Services::default(),
             no_dhcp_dns: false,
             no_dhcp_search: false,
+            dhcp_dns: false,
+            dhcp_search: false,
             no_map_gw: false,
             no_splice: false,
             tcp_ports: None,
@@ -358,6 +363,8 @@ impl Walk {
             Opt::NoSplice => o.no_splice = true,
             Opt::NoMapGw => o.no_map_gw = true,
             Opt::NoDhcpDns => o.no_dhcp_dns = true,
+            Opt::DhcpDns => o.dhcp_dns = true,
+            Opt::DhcpSearch => o.dhcp_search = true,
             Opt::NoDhcpSearch => o.no_dhcp_search = true,
             Opt::TcpPorts => self.port_args.push((PortOption::Tcp, text)),
             Opt::UdpPorts => self.port_args.push((PortOption::Udp, text)),
@@ -387,8 +394,6 @@ impl Walk {
             Opt::Hostname
             | Opt::Fqdn
             | Opt::Freebind
-            | Opt::DhcpDns
-            | Opt::DhcpSearch
             | Opt::DnsForward
             | Opt::DnsHost
             | Opt::MapHostLoopback
@@ -805,16 +810,6 @@ mod tests {
                 Mode::Pasta,
                 &["--freebind"],
                 "--freebind: not supported yet",
-            ),
-            (
-                Mode::Pasta,
-                &["--dhcp-dns"],
-                "--dhcp-dns: not supported yet",
-            ),
-            (
-                Mode::Pasta,
-                &["--dhcp-search"],
-                "--dhcp-search: not supported yet",
             ),
             (
                 Mode::Pasta,

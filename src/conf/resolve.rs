@@ -434,8 +434,8 @@ fn dns(opts: &Options, host: &HostNet, has4: bool, has6: bool) -> DnsConfig {
         servers4,
         servers6,
         search,
-        advertise_servers: passt && !opts.no_dhcp_dns,
-        advertise_search: passt && !opts.no_dhcp_search,
+        advertise_servers: if passt { !opts.no_dhcp_dns } else { opts.dhcp_dns },
+        advertise_search: if passt { !opts.no_dhcp_search } else { opts.dhcp_search },
         forward4: None,
         forward6: None,
         host4: host4.first().copied(),
@@ -904,6 +904,10 @@ mod tests {
         );
         let c = config(Mode::Passt, &["--no-dhcp-dns", "--no-dhcp-search"], &host);
         assert!(!c.dns.advertise_servers && !c.dns.advertise_search);
+        let c = config(Mode::Pasta, &["--dhcp-dns"], &host);
+        assert!(c.dns.advertise_servers && !c.dns.advertise_search);
+        let c = config(Mode::Pasta, &["--dhcp-search"], &host);
+        assert!(!c.dns.advertise_servers && c.dns.advertise_search);
     }
 
     #[test]
