@@ -2,10 +2,11 @@
 //! them by ethertype and protocol to the local services and the flows, and
 //! sends what those produce back to the guest.
 //!
-//! Dispatch today: ICMP/ICMPv6 echo requests go to [`PingFlows`]; frames no
-//! handler takes yet are counted and dropped (debug log). The services (ARP,
-//! DHCP, NDP, DHCPv6) and the TCP/UDP flows join as arms of
-//! [`Core::dispatch`].
+//! Dispatch: ARP, DHCP (UDP to 67), DHCPv6 (UDP to 547) and NDP go to the
+//! local services, which answer at once; ICMP/ICMPv6 echo requests go to
+//! [`PingFlows`]; unsolicited router advertisements leave on the tick.
+//! Frames no handler takes yet (TCP, other UDP) are counted and dropped
+//! (debug log); the TCP/UDP flows join as arms of `Core::dispatch`.
 //!
 //! Invariants: a malformed frame is dropped and counted, never a panic;
 //! every frame of a wake-up is handled before the loop waits again; the
@@ -19,7 +20,12 @@ use crate::conf::Config;
 use crate::event::{EventLoop, Token, TokenKind};
 use crate::flow::icmp::PingFlows;
 use crate::link::{FrameBatch, Link, ReadStop};
-use crate::wire::{self, FrameClass, PROTO_ICMP, PROTO_ICMPV6};
+use crate::services::ndp::RaSchedule;
+use crate::services::{self, Answer, LinkFacts};
+use crate::wire::{self, FrameClass, PROTO_ICMP, PROTO_ICMPV6, PROTO_UDP};
+
+/// A local service's entry point (see [`crate::services`]).
+type ServiceFn = fn(&Config, &LinkFacts, &[u8], &mut [u8]) -> Answer;
 
 /// Bytes of the guest-frame batch (upstream: 8 MiB packet buffer).
 const BATCH_BYTES: usize = 8 << 20;
@@ -69,10 +75,10 @@ pub struct Engine {
 struct Core {
     config: Config,
     link: Link,
-    our_mac: [u8; 6],
-    guest_mac: [u8; 6],
+    facts: LinkFacts,
     out: Box<[u8]>,
     ping: PingFlows,
+    ra: RaSchedule,
     drops: DropCounters,
 }
 
@@ -83,10 +89,10 @@ impl Engine {
             core: Core {
                 config: config.clone(),
                 link,
-                our_mac: config.our_mac,
-                guest_mac: [0xff; 6],
+                facts: LinkFacts::new(config),
                 out: vec![0; OUT_FRAME_MAX].into_boxed_slice(),
                 ping: PingFlows::new(),
+                ra: RaSchedule::new(Instant::now()),
                 drops: DropCounters::default(),
             },
         }
@@ -106,7 +112,7 @@ impl Engine {
 
     /// The guest's MAC when known from elsewhere (pasta: the tap's).
     pub fn set_guest_mac(&mut self, mac: [u8; 6]) {
-        self.core.guest_mac = mac;
+        self.core.facts.guest_mac = mac;
     }
 
     /// Reads the link until it would block, dispatching every frame.
@@ -132,9 +138,13 @@ impl Engine {
         }
     }
 
-    /// The periodic tick: timeouts.
+    /// The periodic tick: timeouts and unsolicited router advertisements.
     pub fn on_tick(&mut self, events: &EventLoop) {
-        self.core.ping.expire(Instant::now(), events);
+        let now = Instant::now();
+        self.core.ping.expire(now, events);
+        if self.core.ra.due(now) {
+            self.core.unsolicited_ra();
+        }
     }
 }
 
@@ -147,16 +157,60 @@ impl Core {
             return;
         }
         self.learn_guest_mac(frame);
-        match class {
-            FrameClass::Ipv4(PROTO_ICMP) | FrameClass::Ipv6(PROTO_ICMPV6)
-                if self.config.services.icmp =>
-            {
-                match wire::echo::parse_echo_request(frame) {
-                    Some(req) => self.ping.from_guest(&self.config, events, &req),
-                    None => self.drops.unhandled(class, frame.len()),
-                }
+        let handled = match class {
+            FrameClass::Arp => self.serve(services::arp::answer, frame),
+            FrameClass::Ipv4(PROTO_UDP) => self.serve(services::dhcp::answer, frame),
+            FrameClass::Ipv6(PROTO_UDP) => self.serve(services::dhcpv6::answer, frame),
+            FrameClass::Ipv4(PROTO_ICMP) => self.echo(frame, events),
+            FrameClass::Ipv6(PROTO_ICMPV6) => {
+                self.serve(services::ndp::answer, frame) || self.echo(frame, events)
             }
-            _ => self.drops.unhandled(class, frame.len()),
+            _ => false,
+        };
+        if !handled {
+            self.drops.unhandled(class, frame.len());
+        }
+    }
+
+    /// Offers `frame` to a local service and sends its reply; `false` if
+    /// the frame was not for it.
+    fn serve(&mut self, answer: ServiceFn, frame: &[u8]) -> bool {
+        match answer(&self.config, &self.facts, frame, &mut self.out) {
+            Ok(Some(len)) => {
+                let reply = &self.out[..len.min(self.out.len())];
+                if let Err(e) = self.link.write_frame(reply) {
+                    log::debug!("Reply to the guest failed: {e}");
+                }
+                true
+            }
+            Ok(None) => false,
+            Err(refused) => {
+                self.drops.malformed += 1;
+                log::debug!("Dropped frame: {refused}");
+                true
+            }
+        }
+    }
+
+    fn unsolicited_ra(&mut self) {
+        if let Some(len) = services::ndp::unsolicited_ra(&self.config, &self.facts, &mut self.out) {
+            if let Err(e) = self.link.write_frame(&self.out[..len.min(self.out.len())]) {
+                log::debug!("Router advertisement to the guest failed: {e}");
+            }
+        }
+    }
+
+    /// An ICMP echo request goes to its ping flow.
+    fn echo(&mut self, frame: &[u8], events: &EventLoop) -> bool {
+        if !self.config.services.icmp {
+            return false;
+        }
+        match wire::echo::parse_echo_request(frame) {
+            Some(req) => {
+                self.ping.from_guest(&self.config, events, &req);
+                true
+            }
+            None => false,
         }
     }
 
@@ -165,7 +219,7 @@ impl Core {
         if let Some(src) = frame.get(6..12) {
             let multicast = src[0] & 1 == 1;
             if !multicast {
-                self.guest_mac.copy_from_slice(src);
+                self.facts.guest_mac.copy_from_slice(src);
             }
         }
     }
@@ -175,12 +229,11 @@ impl Core {
             ping,
             link,
             out,
-            our_mac,
-            guest_mac,
+            facts,
             ..
         } = self;
         let mut result = Ok(());
-        ping.on_readable(slot, (*our_mac, *guest_mac), out, |frame| {
+        ping.on_readable(slot, (facts.our_mac, facts.guest_mac), out, |frame| {
             if result.is_ok() {
                 result = link.write_frame(frame);
             }
