@@ -434,8 +434,16 @@ fn dns(opts: &Options, host: &HostNet, has4: bool, has6: bool) -> DnsConfig {
         servers4,
         servers6,
         search,
-        advertise_servers: if passt { !opts.no_dhcp_dns } else { opts.dhcp_dns },
-        advertise_search: if passt { !opts.no_dhcp_search } else { opts.dhcp_search },
+        advertise_servers: if passt {
+            !opts.no_dhcp_dns
+        } else {
+            opts.dhcp_dns
+        },
+        advertise_search: if passt {
+            !opts.no_dhcp_search
+        } else {
+            opts.dhcp_search
+        },
         forward4: None,
         forward6: None,
         host4: host4.first().copied(),
