@@ -130,6 +130,12 @@ impl Engine {
         }
     }
 
+    /// Handles one guest frame as if the link had delivered it (the fuzz
+    /// target of the dispatcher drives the engine through this).
+    pub fn handle_guest_frame(&mut self, frame: &[u8], events: &EventLoop) {
+        self.core.dispatch(frame, events);
+    }
+
     /// A flow's socket is ready.
     pub fn on_flow_event(&mut self, token: Token) -> io::Result<()> {
         match token.kind {
