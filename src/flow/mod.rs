@@ -9,3 +9,4 @@
 
 pub mod icmp;
 pub mod nat;
+pub mod table;
