@@ -18,7 +18,9 @@ use std::time::Instant;
 
 use crate::conf::Config;
 use crate::event::{EventLoop, Token, TokenKind};
-use crate::flow::icmp::PingFlows;
+use crate::flow::Flows;
+use crate::flow::icmp::{self, PingFlows};
+use crate::flow::table::{DEFAULT_CAPACITY, FlowId};
 use crate::link::{FrameBatch, Link, ReadStop};
 use crate::services::ndp::RaSchedule;
 use crate::services::{self, Answer, LinkFacts};
@@ -77,6 +79,7 @@ struct Core {
     link: Link,
     facts: LinkFacts,
     out: Box<[u8]>,
+    flows: Flows,
     ping: PingFlows,
     ra: RaSchedule,
     drops: DropCounters,
@@ -91,6 +94,7 @@ impl Engine {
                 link,
                 facts: LinkFacts::new(config),
                 out: vec![0; OUT_FRAME_MAX].into_boxed_slice(),
+                flows: Flows::new(DEFAULT_CAPACITY),
                 ping: PingFlows::new(),
                 ra: RaSchedule::new(Instant::now()),
                 drops: DropCounters::default(),
@@ -139,7 +143,7 @@ impl Engine {
     /// A flow's socket is ready.
     pub fn on_flow_event(&mut self, token: Token) -> io::Result<()> {
         match token.kind {
-            TokenKind::Icmp => self.core.ping_readable(token.index),
+            TokenKind::Icmp => self.core.ping_readable(FlowId::from_raw(token.index)),
             _ => Ok(()),
         }
     }
@@ -147,7 +151,7 @@ impl Engine {
     /// The periodic tick: timeouts and unsolicited router advertisements.
     pub fn on_tick(&mut self, events: &EventLoop) {
         let now = Instant::now();
-        self.core.ping.expire(now, events);
+        icmp::expire(&mut self.core.flows, now, events);
         if self.core.ra.due(now) {
             self.core.unsolicited_ra();
         }
@@ -213,7 +217,8 @@ impl Core {
         }
         match wire::echo::parse_echo_request(frame) {
             Some(req) => {
-                self.ping.from_guest(&self.config, events, &req);
+                self.ping
+                    .from_guest(&mut self.flows, &self.config, events, &req);
                 true
             }
             None => false,
@@ -230,8 +235,9 @@ impl Core {
         }
     }
 
-    fn ping_readable(&mut self, slot: u32) -> io::Result<()> {
+    fn ping_readable(&mut self, id: FlowId) -> io::Result<()> {
         let Core {
+            flows,
             ping,
             link,
             out,
@@ -239,7 +245,7 @@ impl Core {
             ..
         } = self;
         let mut result = Ok(());
-        ping.on_readable(slot, (facts.our_mac, facts.guest_mac), out, |frame| {
+        ping.on_readable(flows, id, (facts.our_mac, facts.guest_mac), out, |frame| {
             if result.is_ok() {
                 result = link.write_frame(frame);
             }

@@ -8,20 +8,22 @@
 //! may have been translated, e.g. the gateway to the host's loopback).
 //! Flows idle for 60 s are closed on the periodic tick.
 //!
-//! Invariants: at most [`MAX_FLOWS`] flows (a new one beyond that is
-//! dropped and counted); a slot index is the flow's event token, and a slot
-//! is only reused after its socket is closed and deregistered.
+//! Invariants: flows live in the shared flow table (its capacity bounds
+//! them; a request beyond it is dropped and counted); the flow's id is its
+//! socket's event token, and a stale token finds nothing (generation
+//! check).
 //! If ping sockets are not permitted (`net.ipv4.ping_group_range`), echo
 //! requests are dropped with one warning naming the sysctl.
 
-use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
 use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType, ipproto};
 
+use super::table::{FlowId, FlowSide, Indexed, Pif, Protocol};
+use super::{FlowState, Flows};
 use crate::conf::Config;
 use crate::event::{EventLoop, Interest, Token, TokenKind};
 use crate::flow::nat;
@@ -29,20 +31,13 @@ use crate::wire::echo::{self, EchoRequest, ToGuest};
 
 /// Idle time after which an echo flow is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-/// Echo flows at most.
-pub const MAX_FLOWS: usize = 4096;
 /// Largest ICMP message handled (IPv4's maximum datagram minus headers).
 const MAX_MESSAGE: usize = 65535;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-struct FlowKey {
-    guest: IpAddr,
-    dst: IpAddr,
-    id: u16,
-}
-
-struct PingFlow {
-    key: FlowKey,
+/// An echo flow's own state in the flow table. Its guest side holds the
+/// guest's address and identifier (as the endpoint) and the address it
+/// pinged (as ours); the host side the translated destination.
+pub struct PingState {
     socket: OwnedFd,
     last_active: Instant,
 }
@@ -55,11 +50,9 @@ pub struct IcmpCounters {
     pub dropped: u64,
 }
 
-/// The echo flows.
+/// The echo path: ping sockets, a message buffer, counters. The flows
+/// themselves live in the shared [`Flows`] table.
 pub struct PingFlows {
-    slots: Vec<Option<PingFlow>>,
-    by_key: HashMap<FlowKey, u32>,
-    free: Vec<u32>,
     warned_permission: bool,
     buf: Box<[u8]>,
     pub counters: IcmpCounters,
@@ -71,90 +64,131 @@ impl Default for PingFlows {
     }
 }
 
+fn protocol(addr: IpAddr) -> Protocol {
+    if addr.is_ipv4() {
+        Protocol::Icmp
+    } else {
+        Protocol::Icmpv6
+    }
+}
+
+/// The guest side of the echo flow for `req`: the lookup key.
+fn guest_side(req: &EchoRequest<'_>) -> FlowSide {
+    FlowSide {
+        pif: Pif::Tap,
+        our_addr: req.dst,
+        our_port: req.id,
+        end_addr: req.src,
+        end_port: req.id,
+    }
+}
+
+fn unspecified(like: IpAddr) -> IpAddr {
+    match like {
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    }
+}
+
 impl PingFlows {
     pub fn new() -> PingFlows {
         PingFlows {
-            slots: (0..MAX_FLOWS).map(|_| None).collect(),
-            by_key: HashMap::with_capacity(MAX_FLOWS),
-            free: (0..MAX_FLOWS as u32).rev().collect(),
             warned_permission: false,
             buf: vec![0; MAX_MESSAGE].into_boxed_slice(),
             counters: IcmpCounters::default(),
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.by_key.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.by_key.is_empty()
-    }
-
     /// Sends a guest's echo request through its flow's ping socket,
     /// creating the flow if needed.
-    pub fn from_guest(&mut self, config: &Config, events: &EventLoop, req: &EchoRequest<'_>) {
+    pub fn from_guest(
+        &mut self,
+        flows: &mut Flows,
+        config: &Config,
+        events: &EventLoop,
+        req: &EchoRequest<'_>,
+    ) {
         self.counters.requests += 1;
-        let key = FlowKey {
-            guest: req.src,
-            dst: req.dst,
-            id: req.id,
-        };
-        let slot = match self.by_key.get(&key) {
-            Some(&slot) => slot,
-            None => match self.open(config, events, key) {
-                Some(slot) => slot,
+        let key = guest_side(req);
+        let id = match flows.lookup(protocol(req.dst), &key) {
+            Some((id, _)) => id,
+            None => match self.open(flows, config, events, key) {
+                Some(id) => id,
                 None => {
                     self.counters.dropped += 1;
                     return;
                 }
             },
         };
-        if let Err(e) = self.send(config, slot, req) {
+        if let Err(e) = self.send(flows, config, id, req) {
             log::debug!("ICMP: echo to {} failed: {e}", req.dst);
             self.counters.dropped += 1;
         }
     }
 
-    fn send(&mut self, config: &Config, slot: u32, req: &EchoRequest<'_>) -> io::Result<()> {
-        let Some(flow) = self.slots[slot as usize].as_mut() else {
+    fn send(
+        &mut self,
+        flows: &mut Flows,
+        config: &Config,
+        id: FlowId,
+        req: &EchoRequest<'_>,
+    ) -> io::Result<()> {
+        let Some(FlowState::Ping(ping)) = flows.get_mut(id).map(|f| &mut f.state) else {
             return Ok(());
         };
-        flow.last_active = Instant::now();
+        ping.last_active = Instant::now();
         let v6 = req.dst.is_ipv6();
         let len = echo::socket_echo_request(v6, req.seq, req.payload, &mut self.buf)
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "echo request too long"))?;
         let target = SocketAddr::new(nat::host_destination(config, req.dst), 0);
-        rustix::net::sendto(&flow.socket, &self.buf[..len], SendFlags::DONTWAIT, &target)?;
+        rustix::net::sendto(&ping.socket, &self.buf[..len], SendFlags::DONTWAIT, &target)?;
         Ok(())
     }
 
-    fn open(&mut self, config: &Config, events: &EventLoop, key: FlowKey) -> Option<u32> {
-        let Some(slot) = self.free.pop() else {
-            log::debug!("ICMP: flow table full, dropping echo to {}", key.dst);
-            return None;
+    fn open(
+        &mut self,
+        flows: &mut Flows,
+        config: &Config,
+        events: &EventLoop,
+        key: FlowSide,
+    ) -> Option<FlowId> {
+        let host_dst = nat::host_destination(config, key.our_addr);
+        let host = FlowSide {
+            pif: Pif::Host,
+            our_addr: unspecified(host_dst),
+            our_port: 0,
+            end_addr: host_dst,
+            end_port: 0,
         };
-        let socket = match ping_socket(config, key.dst) {
+        let vacant = match flows.vacant(protocol(key.our_addr), key, host, Indexed::Guest) {
+            Ok(v) => v,
+            Err(e) => {
+                log::debug!("ICMP: no flow for echo to {}: {e}", key.our_addr);
+                return None;
+            }
+        };
+        let socket = match ping_socket(config, key.our_addr) {
             Ok(s) => s,
             Err(e) => {
-                self.free.push(slot);
                 self.socket_failed(&e);
                 return None;
             }
         };
-        if let Err(e) = events.add(&socket, Token::new(TokenKind::Icmp, slot), Interest::READ) {
+        let token = Token::new(TokenKind::Icmp, vacant.id().raw());
+        if let Err(e) = events.add(&socket, token, Interest::READ) {
             log::debug!("ICMP: epoll: {e}");
-            self.free.push(slot);
             return None;
         }
-        log::debug!("ICMP: new flow {} -> {} id {}", key.guest, key.dst, key.id);
-        self.slots[slot as usize] = Some(PingFlow {
-            key,
+        log::debug!(
+            "ICMP: new flow {} -> {} id {}",
+            key.end_addr,
+            key.our_addr,
+            key.end_port
+        );
+        Some(vacant.insert(FlowState::Ping(PingState {
             socket,
             last_active: Instant::now(),
-        });
-        self.by_key.insert(key, slot);
-        Some(slot)
+        })))
     }
 
     fn socket_failed(&mut self, e: &io::Error) {
@@ -170,59 +204,60 @@ impl PingFlows {
         }
     }
 
-    /// Reads the replies waiting on flow `slot` and hands each as a frame
+    /// Reads the replies waiting on flow `id` and hands each as a frame
     /// (built in `out`) to `emit`.
     pub fn on_readable(
         &mut self,
-        slot: u32,
+        flows: &mut Flows,
+        id: FlowId,
         macs: ([u8; 6], [u8; 6]),
         out: &mut [u8],
         mut emit: impl FnMut(&[u8]),
     ) {
-        let Some(flow) = self.slots.get_mut(slot as usize).and_then(Option::as_mut) else {
+        let Some(flow) = flows.get_mut(id) else {
             return;
         };
-        let v6 = flow.key.dst.is_ipv6();
+        let guest = *flow.side(super::table::Side::Guest);
+        let FlowState::Ping(ping) = &mut flow.state;
+        let v6 = guest.our_addr.is_ipv6();
         loop {
-            let n = match rustix::net::recv(&flow.socket, &mut self.buf[..], RecvFlags::DONTWAIT) {
+            let n = match rustix::net::recv(&ping.socket, &mut self.buf[..], RecvFlags::DONTWAIT) {
                 Ok((n, _)) => n,
                 Err(rustix::io::Errno::INTR) => continue,
                 Err(_) => return,
             };
-            flow.last_active = Instant::now();
+            ping.last_active = Instant::now();
             let Some((_, seq, payload)) = echo::parse_socket_echo_reply(&self.buf[..n], v6) else {
                 continue;
             };
             let to = ToGuest {
                 our_mac: macs.0,
                 guest_mac: macs.1,
-                src: flow.key.dst,
-                dst: flow.key.guest,
+                src: guest.our_addr,
+                dst: guest.end_addr,
             };
-            if let Some(len) = echo::build_echo_reply(to, flow.key.id, seq, payload, out) {
+            if let Some(len) = echo::build_echo_reply(to, guest.end_port, seq, payload, out) {
                 self.counters.replies += 1;
                 emit(&out[..len]);
             }
         }
     }
+}
 
-    /// Closes the flows idle for [`IDLE_TIMEOUT`].
-    pub fn expire(&mut self, now: Instant, events: &EventLoop) {
-        for slot in 0..self.slots.len() {
-            let idle = matches!(&self.slots[slot], Some(f) if now.duration_since(f.last_active) >= IDLE_TIMEOUT);
-            if idle && let Some(flow) = self.slots[slot].take() {
-                let _ = events.delete(&flow.socket);
-                self.by_key.remove(&flow.key);
-                self.free.push(slot as u32);
-                log::debug!(
-                    "ICMP: flow {} -> {} id {} expired",
-                    flow.key.guest,
-                    flow.key.dst,
-                    flow.key.id
-                );
-            }
+/// Closes the echo flows idle for [`IDLE_TIMEOUT`] (called on the tick).
+pub fn expire(flows: &mut Flows, now: Instant, events: &EventLoop) {
+    flows.retain(|_, flow| {
+        let FlowState::Ping(ping) = &flow.state;
+        if now.duration_since(ping.last_active) < IDLE_TIMEOUT {
+            return true;
         }
-    }
+        let _ = events.delete(&ping.socket);
+        log::debug!(
+            "ICMP: flow to {} expired",
+            flow.side(super::table::Side::Guest).our_addr
+        );
+        false
+    });
 }
 
 /// A non-blocking ping socket for `dst`'s family, bound to `-o` if given.
@@ -287,15 +322,19 @@ mod tests {
             let config = fixture::config(Mode::Pasta, &[]);
             let gw = config.ip4.as_ref().unwrap().gateway.unwrap().octets();
             let events = EventLoop::new().unwrap();
-            let mut flows = PingFlows::new();
+            let mut table = Flows::new(16);
+            let mut ping = PingFlows::new();
             let frame = echo_frame(gw, 0xbeef, 9);
             let req = echo::parse_echo_request(&frame).unwrap();
-            flows.from_guest(&config, &events, &req);
-            assert_eq!((flows.len(), flows.counters.dropped), (1, 0));
+            ping.from_guest(&mut table, &config, &events, &req);
+            assert_eq!((table.len(), ping.counters.dropped), (1, 0));
+            let (id, _) = table.lookup(Protocol::Icmp, &guest_side(&req)).unwrap();
             let mut out = vec![0u8; 65535];
             let mut replies = Vec::new();
             for _ in 0..100 {
-                flows.on_readable(0, ([4; 6], [2; 6]), &mut out, |f| replies.push(f.to_vec()));
+                ping.on_readable(&mut table, id, ([4; 6], [2; 6]), &mut out, |f| {
+                    replies.push(f.to_vec())
+                });
                 if !replies.is_empty() {
                     break;
                 }
@@ -326,17 +365,55 @@ mod tests {
     }
 
     #[test]
+    fn icmp_full_flow_table_drops_new_flows_and_keeps_old_ones() {
+        in_private_netns(|| {
+            let config = fixture::config(Mode::Pasta, &[]);
+            let events = EventLoop::new().unwrap();
+            let mut table = Flows::new(1);
+            let mut ping = PingFlows::new();
+            let first = echo_frame([127, 0, 0, 1], 1, 1);
+            let second = echo_frame([127, 0, 0, 1], 2, 1);
+            ping.from_guest(
+                &mut table,
+                &config,
+                &events,
+                &echo::parse_echo_request(&first).unwrap(),
+            );
+            ping.from_guest(
+                &mut table,
+                &config,
+                &events,
+                &echo::parse_echo_request(&second).unwrap(),
+            );
+            assert_eq!((table.len(), ping.counters.dropped), (1, 1));
+            ping.from_guest(
+                &mut table,
+                &config,
+                &events,
+                &echo::parse_echo_request(&first).unwrap(),
+            );
+            assert_eq!(ping.counters.dropped, 1, "the existing flow still works");
+        });
+    }
+
+    #[test]
     fn icmp_idle_flows_expire() {
         in_private_netns(|| {
             let config = fixture::config(Mode::Pasta, &[]);
             let events = EventLoop::new().unwrap();
-            let mut flows = PingFlows::new();
+            let mut table = Flows::new(16);
+            let mut ping = PingFlows::new();
             let frame = echo_frame([127, 0, 0, 1], 1, 1);
-            flows.from_guest(&config, &events, &echo::parse_echo_request(&frame).unwrap());
-            flows.expire(Instant::now(), &events);
-            assert_eq!(flows.len(), 1);
-            flows.expire(Instant::now() + IDLE_TIMEOUT, &events);
-            assert!(flows.is_empty());
+            ping.from_guest(
+                &mut table,
+                &config,
+                &events,
+                &echo::parse_echo_request(&frame).unwrap(),
+            );
+            expire(&mut table, Instant::now(), &events);
+            assert_eq!(table.len(), 1);
+            expire(&mut table, Instant::now() + IDLE_TIMEOUT, &events);
+            assert!(table.is_empty());
         });
     }
 
@@ -348,11 +425,17 @@ mod tests {
                 std::fs::write("/proc/sys/net/ipv4/ping_group_range", "1 0").unwrap();
                 let config = fixture::config(Mode::Pasta, &[]);
                 let events = EventLoop::new().unwrap();
-                let mut flows = PingFlows::new();
+                let mut table = Flows::new(16);
+                let mut ping = PingFlows::new();
                 let frame = echo_frame([198, 51, 100, 2], 1, 1);
-                flows.from_guest(&config, &events, &echo::parse_echo_request(&frame).unwrap());
-                assert_eq!((flows.len(), flows.counters.dropped), (0, 1));
-                assert!(flows.warned_permission);
+                ping.from_guest(
+                    &mut table,
+                    &config,
+                    &events,
+                    &echo::parse_echo_request(&frame).unwrap(),
+                );
+                assert_eq!((table.len(), ping.counters.dropped), (0, 1));
+                assert!(ping.warned_permission);
             })
             .join()
             .unwrap();

@@ -10,3 +10,12 @@
 pub mod icmp;
 pub mod nat;
 pub mod table;
+
+/// Per-protocol state kept in a flow's slot: one table for every protocol,
+/// so they share its capacity.
+pub enum FlowState {
+    Ping(icmp::PingState),
+}
+
+/// The flow table as the engine instantiates it.
+pub type Flows = table::FlowTable<FlowState>;
