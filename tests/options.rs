@@ -263,21 +263,7 @@ fn judge(out: &Output, names: &[&str], infra: &[&str], want_stdout: bool) -> Opt
 /// A running namespace holder for Attach rows, started on first use.
 fn holder_pid(rig: &Rig, holder: &mut Option<std::process::Child>) -> u32 {
     if holder.is_none() {
-        let argv = [
-            "unshare",
-            "--user",
-            "--map-root-user",
-            "--net",
-            "sleep",
-            "120",
-        ];
-        let child = rig.spawn_logged(&mut rig.host_cmd(&argv), "holder");
-        assert!(
-            wait_until(SHORT, || proc_comm(child.id()) == "sleep"),
-            "holder did not start\n{}",
-            rig.log("holder")
-        );
-        *holder = Some(child);
+        *holder = Some(ns_holder(rig, As::Root));
     }
     holder.as_ref().unwrap().id()
 }

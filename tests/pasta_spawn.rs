@@ -32,22 +32,10 @@ fn signal_death_gives_128_plus_signal(who: As) {
         &mut rig.pasta_cmd(who, &["--config-net", "--", "sleep", "30"]),
         "pasta",
     );
-    let mut target = None;
-    let found = wait_until(SHORT, || {
-        target = descendants(pasta.id())
-            .into_iter()
-            .find(|&p| proc_comm(p) == "sleep");
-        target.is_some() || !pid_running(pasta.id())
-    }) && target.is_some();
-    assert!(found, "no `sleep` under pasta\n{}", rig.log("pasta"));
-    signal(target.unwrap() as i32, libc::SIGKILL);
-    let status = wait_timeout(&mut pasta, SHORT);
-    assert!(
-        status.is_some(),
-        "pasta still running after its command was killed\n{}",
-        rig.log("pasta")
-    );
-    let status = status.unwrap();
+    let target = wait_descendant(&rig, pasta.id(), "sleep", "pasta");
+    signal(target as i32, libc::SIGKILL);
+    let why = "after its command was killed";
+    let status = wait_exit(&rig, &mut pasta, SHORT, "pasta", why);
     assert_eq!(
         status.code(),
         Some(128 + 9),
@@ -57,24 +45,10 @@ fn signal_death_gives_128_plus_signal(who: As) {
     );
 }
 
-#[test]
-fn exit_status_of_command_is_propagated_as_root() {
-    exit_status_is_propagated(As::Root);
-}
-
-#[test]
-fn exit_status_of_command_is_propagated_as_user() {
-    exit_status_is_propagated(As::User);
-}
-
-#[test]
-fn command_killed_by_signal_gives_128_plus_signal_as_root() {
-    signal_death_gives_128_plus_signal(As::Root);
-}
-
-#[test]
-fn command_killed_by_signal_gives_128_plus_signal_as_user() {
-    signal_death_gives_128_plus_signal(As::User);
+root_and_user_tests! {
+    exit_status_of_command_is_propagated => exit_status_is_propagated;
+    command_killed_by_signal_gives_128_plus_signal => signal_death_gives_128_plus_signal;
+    config_net_copies_template_addresses_routes_and_mtu => config_net_copies_template;
 }
 
 /// The tap link, IPv4 and IPv6 routes seen inside pasta's namespace.
@@ -109,53 +83,12 @@ fn default_gw(routes: &[Route]) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn config_net_copies_template_addresses_routes_and_mtu_as_user() {
+fn config_net_copies_template(who: As) {
     let rig = Rig::new();
-    let (tap, r4, r6, out) = inside_view(&rig, As::User, &["--config-net"], HOST_IF);
+    let (tap, r4, r6, out) = inside_view(&rig, who, &["--config-net"], HOST_IF);
     let ctx = text(&out);
     assert_eq!(tap.ifname, HOST_IF);
-    assert!(tap.is_up(), "tap not up: {tap:?}\n{ctx}");
-    assert_eq!(tap.mtu, 65520, "{ctx}");
-    assert_eq!(
-        tap.addrs_of("inet", "global"),
-        [format!("{HOST_IP4}/{PREFIX4}")],
-        "{ctx}"
-    );
-    assert_eq!(
-        tap.addrs_of("inet6", "global"),
-        [format!("{HOST_IP6}/{PREFIX6}")],
-        "{ctx}"
-    );
-    assert_eq!(
-        default_gw(&r4),
-        [format!("{REMOTE_IP4} dev {HOST_IF}")],
-        "{ctx}"
-    );
-    assert_eq!(
-        default_gw(&r6),
-        [format!("{REMOTE_IP6} dev {HOST_IF}")],
-        "{ctx}"
-    );
-}
-
-#[test]
-fn config_net_copies_template_addresses_routes_and_mtu_as_root() {
-    let rig = Rig::new();
-    let (tap, r4, r6, out) = inside_view(&rig, As::Root, &["--config-net"], HOST_IF);
-    let ctx = text(&out);
-    assert!(tap.is_up(), "{ctx}");
-    assert_eq!(tap.mtu, 65520, "{ctx}");
-    assert_eq!(
-        tap.addrs_of("inet", "global"),
-        [format!("{HOST_IP4}/{PREFIX4}")],
-        "{ctx}"
-    );
-    assert_eq!(
-        tap.addrs_of("inet6", "global"),
-        [format!("{HOST_IP6}/{PREFIX6}")],
-        "{ctx}"
-    );
+    assert_tap_copies_template(&tap, &ctx);
     assert_eq!(
         default_gw(&r4),
         [format!("{REMOTE_IP4} dev {HOST_IF}")],

@@ -28,6 +28,8 @@ use crate::sys::process::{clear_groups, getgid, getresgid, getresuid, getuid, se
 /// Why the identity switch failed; the text is upstream's.
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
+    #[error("Can't make the process dumpable again after switching identity: {0}")]
+    Dumpable(#[source] io::Error),
     #[error("Can't drop supplementary groups: {0}")]
     Groups(#[source] io::Error),
     #[error("Can't set GID to {gid}: {source}")]
@@ -60,7 +62,13 @@ pub fn switch_identity(uid: u32, gid: u32) -> Result<(), IdentityError> {
     }
     setgid(gid).map_err(|source| IdentityError::Gid { gid, source })?;
     setuid(uid).map_err(|source| IdentityError::Uid { uid, source })?;
-    verify_identity(uid, gid)
+    verify_identity(uid, gid)?;
+    // Changing identity clears the "dumpable" flag, which makes our (and our
+    // children's) /proc files root's: pasta could then not write the uid
+    // and gid maps of the namespace it creates. We are an ordinary process
+    // of the new identity now, so restore the flag.
+    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::Dumpable)
+        .map_err(|e| IdentityError::Dumpable(e.into()))
 }
 
 /// Checks that real, effective and saved ids all match the request.

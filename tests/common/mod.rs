@@ -24,19 +24,27 @@
 //!   [`isolated_cmd`] runs something in an empty network namespace without a
 //!   rig (for command lines that must fail at once).
 //! - running: [`run_with_timeout`] / [`run_ok`] (to the end, output
-//!   captured); [`Rig::run`] (also fails if the command left processes
-//!   behind); [`Rig::run_tracked`] (tracks what it left, e.g. a daemon);
-//!   [`Rig::spawn`] / [`Rig::spawn_logged`] + [`Rig::log`] (background,
-//!   ended on drop); [`Rig::track_pid`] for a daemon's PID.
+//!   captured); [`Rig::run`] / [`Rig::run_pid`] (also fails if the command
+//!   left processes behind); [`Rig::run_tracked`] (tracks what it left, e.g.
+//!   a daemon); [`run_daemon`] (a daemonizing pasta/passt: exit 0, PID file,
+//!   [`assert_daemon`]); [`Rig::spawn`] / [`Rig::spawn_logged`] +
+//!   [`Rig::log`] (background, ended on drop); [`Rig::track_pid`] for a
+//!   daemon's PID; [`ns_holder`] (namespaces for pasta to join).
 //! - waiting, all bounded: [`wait_timeout`], [`wait_until`],
 //!   [`wait_ready`] (PID file or exit), [`read_pid_file`],
-//!   [`wait_pid_gone`], [`stop`].
+//!   [`wait_pid_gone`], [`wait_exit`], [`wait_descendant`], [`stop`].
 //! - processes: [`proc_stat`], [`pid_running`], [`descendants`],
 //!   [`group_members`], [`proc_comm`], [`proc_cmdline`], [`signal`].
 //! - namespaces: [`Rig::add_netns`] / [`Rig::del_netns`] (a third, empty
 //!   named namespace), [`ip`] (`ip` in the test's own namespace).
 //! - reading tools: [`parse_links`] / [`parse_routes`] for `ip -j`,
-//!   [`json`] for anything else, [`sections`] to split a script's output.
+//!   [`json`] for anything else, [`sections`] to split a script's output;
+//!   [`assert_tap_copies_template`].
+//! - frames: [`eth_frame`], [`arp_request`], [`qemu_framed`] (passt's
+//!   stream framing); captures: [`pcap_frames`], [`captured_from`],
+//!   [`tcpdump_read`].
+//! - one behaviour for both callers: `root_and_user_tests!` makes the
+//!   tests `NAME::as_root` and `NAME::as_user` from a `fn(As)`.
 //! - setup: [`setup_tun`] (`/dev/net/tun` mode 0666, once), [`tool`] /
 //!   [`ping_argv`] (find a program or name the package), [`TempDir`].
 //!
@@ -621,62 +629,22 @@ impl Rig {
         ip(&[
             "-n", h, "link", "add", HOST_IF, "type", "veth", "peer", "name", REMOTE_IF, "netns", r,
         ]);
-        ip(&[
-            "-n",
-            r,
-            "addr",
-            "add",
-            &format!("{REMOTE_IP4}/{PREFIX4}"),
-            "dev",
-            REMOTE_IF,
-        ]);
-        ip(&[
-            "-n",
-            r,
-            "addr",
-            "add",
-            &format!("{REMOTE_IP6}/{PREFIX6}"),
-            "dev",
-            REMOTE_IF,
-            "nodad",
-        ]);
-        ip(&[
-            "-n",
-            r,
-            "addr",
-            "add",
-            &format!("{FAR_IP4}/32"),
-            "dev",
-            "lo",
-        ]);
-        ip(&[
-            "-n",
-            r,
-            "addr",
-            "add",
-            &format!("{FAR_IP6}/128"),
-            "dev",
-            "lo",
-        ]);
-        ip(&[
-            "-n",
-            h,
-            "addr",
-            "add",
-            &format!("{HOST_IP4}/{PREFIX4}"),
-            "dev",
-            HOST_IF,
-        ]);
-        ip(&[
-            "-n",
-            h,
-            "addr",
-            "add",
-            &format!("{HOST_IP6}/{PREFIX6}"),
-            "dev",
-            HOST_IF,
-            "nodad",
-        ]);
+        // (namespace, address, device); IPv6 ones skip duplicate detection.
+        let addrs = [
+            (r, format!("{REMOTE_IP4}/{PREFIX4}"), REMOTE_IF),
+            (r, format!("{REMOTE_IP6}/{PREFIX6}"), REMOTE_IF),
+            (r, format!("{FAR_IP4}/32"), "lo"),
+            (r, format!("{FAR_IP6}/128"), "lo"),
+            (h, format!("{HOST_IP4}/{PREFIX4}"), HOST_IF),
+            (h, format!("{HOST_IP6}/{PREFIX6}"), HOST_IF),
+        ];
+        for (ns, cidr, dev) in &addrs {
+            let mut args = vec!["-n", ns, "addr", "add", cidr, "dev", dev];
+            if cidr.contains(':') && *dev != "lo" {
+                args.push("nodad");
+            }
+            ip(&args);
+        }
         ip(&["-n", r, "link", "set", REMOTE_IF, "up"]);
         ip(&["-n", h, "link", "set", HOST_IF, "up"]);
         ip(&["-n", h, "route", "add", "default", "via", REMOTE_IP4]);
@@ -840,6 +808,12 @@ impl Rig {
     /// behind in its process group (a foreground pasta): panics if some are
     /// still there a second after it exited.
     pub fn run(&self, cmd: &mut Command, timeout: Duration) -> Output {
+        self.run_pid(cmd, timeout).0
+    }
+
+    /// [`Rig::run`], also returning the command's PID (the rig's commands
+    /// exec their program, so it is the PID of pasta or passt itself).
+    pub fn run_pid(&self, cmd: &mut Command, timeout: Duration) -> (Output, u32) {
         let desc = format!("{cmd:?}");
         let (out, pgid) = run_capture(cmd, timeout);
         wait_until(Duration::from_secs(1), || group_members(pgid).is_empty());
@@ -856,7 +830,7 @@ impl Rig {
             "{desc} left processes behind: {names:?}\n{}",
             text(&out)
         );
-        out
+        (out, pgid)
     }
 
     /// Starts `cmd` in the background with stdout and stderr going to
@@ -1232,6 +1206,281 @@ pub fn stop(child: &mut Child) -> ExitStatus {
     }
     let _ = child.kill();
     child.wait().expect("wait after SIGKILL")
+}
+
+/// Starts `unshare --user --map-root-user --net sleep 120` as `who` in the
+/// rig's host namespace (logged as "holder") and returns it once `sleep`
+/// runs in the new namespaces: a target for `pasta PID` / `--netns`.
+pub fn ns_holder(rig: &Rig, who: As) -> Child {
+    let argv = [
+        "unshare",
+        "--user",
+        "--map-root-user",
+        "--net",
+        "sleep",
+        "120",
+    ];
+    let mut child = rig.spawn_logged(&mut rig.host_cmd_as(who, &argv), "holder");
+    if !wait_until(SHORT, || proc_comm(child.id()) == "sleep") {
+        let _ = child.kill();
+        panic!("namespace holder did not start\n{}", rig.log("holder"));
+    }
+    child
+}
+
+/// A daemonized pasta or passt: `pid` (read from `pid_file`) is a live
+/// process whose command line names `pid_file` (so it is ours, not the
+/// command `foreground` that started it) and that kept none of the caller's
+/// pipes as stdin, stdout or stderr.
+pub fn assert_daemon(pid: u32, foreground: &Output, pid_file: &Path) {
+    assert!(
+        pid_running(pid),
+        "PID file names {pid}, which is not running"
+    );
+    let cmdline = proc_cmdline(pid);
+    let pid_file = pid_file.to_string_lossy().into_owned();
+    assert!(
+        cmdline.contains(&pid_file),
+        "PID {pid} is not our daemon: {cmdline:?}"
+    );
+    for fd in [0, 1, 2] {
+        let target =
+            fs::read_link(format!("/proc/{pid}/fd/{fd}")).map(|p| p.to_string_lossy().into_owned());
+        if let Ok(t) = target {
+            assert!(
+                !t.starts_with("pipe:"),
+                "daemon kept the caller's pipe as fd {fd}\n{}",
+                text(foreground)
+            );
+        }
+    }
+}
+
+/// Waits until a process named `comm` runs under `parent` and returns its
+/// PID; panics, with the output of the rig's command `log`, if none shows
+/// up or `parent` exits first.
+pub fn wait_descendant(rig: &Rig, parent: u32, comm: &str, log: &str) -> u32 {
+    let mut found = None;
+    wait_until(SHORT, || {
+        found = descendants(parent)
+            .into_iter()
+            .find(|&p| proc_comm(p) == comm);
+        found.is_some() || !pid_running(parent)
+    });
+    found.unwrap_or_else(|| panic!("no `{comm}` under {parent}\n{}", rig.log(log)))
+}
+
+/// Waits up to `timeout` for `child`, started by [`Rig::spawn_logged`] as
+/// `log`, to exit; panics, saying `why` it should have, if it does not.
+pub fn wait_exit(
+    rig: &Rig,
+    child: &mut Child,
+    timeout: Duration,
+    log: &str,
+    why: &str,
+) -> ExitStatus {
+    wait_timeout(child, timeout)
+        .unwrap_or_else(|| panic!("{log} still running {why}\n{}", rig.log(log)))
+}
+
+/// A tap that `--config-net` set up from the rig's template interface: up,
+/// MTU 65520, the template's global IPv4 and IPv6 addresses.
+pub fn assert_tap_copies_template(tap: &Link, ctx: &str) {
+    assert!(tap.is_up(), "tap down: {tap:?}\n{ctx}");
+    assert_eq!(tap.mtu, 65520, "{ctx}");
+    assert_eq!(
+        tap.addrs_of("inet", "global"),
+        [format!("{HOST_IP4}/{PREFIX4}")],
+        "{ctx}"
+    );
+    assert_eq!(
+        tap.addrs_of("inet6", "global"),
+        [format!("{HOST_IP6}/{PREFIX6}")],
+        "{ctx}"
+    );
+}
+
+/// Runs a daemonizing `cmd` (pasta or passt without `-f`) until its
+/// parent returns, which must be with exit 0 and a complete PID file naming
+/// the daemon ([`assert_daemon`]); the daemon is tracked (ended on drop).
+/// Returns its PID and the parent's output.
+pub fn run_daemon(rig: &Rig, cmd: &mut Command, pid_file: &Path) -> (u32, Output) {
+    let (out, _) = rig.run_tracked(cmd, SHORT);
+    let ctx = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{ctx}");
+    // The parent returns once the daemon is ready: the PID file is there.
+    let pid = read_pid_file(pid_file, Duration::from_millis(200));
+    let pid = pid.unwrap_or_else(|| panic!("no PID file once the parent returned\n{ctx}"));
+    rig.track_pid(pid);
+    assert_daemon(pid, &out, pid_file);
+    (pid, out)
+}
+
+/// Declares, for each `name => body`, a module `name` holding two tests,
+/// `as_root` and `as_user`, that call `body(As::Root)` and
+/// `body(As::User)`: one behaviour checked for both kinds of caller.
+#[allow(unused_macros)]
+macro_rules! root_and_user_tests {
+    ($($name:ident => $body:ident;)+) => {
+        $(
+            mod $name {
+                #[test]
+                fn as_root() {
+                    super::$body(super::As::Root);
+                }
+
+                #[test]
+                fn as_user() {
+                    super::$body(super::As::User);
+                }
+            }
+        )+
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use root_and_user_tests;
+
+// ---------------------------------------------------------------------------
+// Frames and captures
+// ---------------------------------------------------------------------------
+
+/// The broadcast MAC address.
+pub const BROADCAST: [u8; 6] = [0xff; 6];
+/// An EtherType no protocol handler will ever take (IEEE 802 local
+/// experimental 1): pasta and passt always drop such frames.
+pub const EXPERIMENTAL_ETHERTYPE: u16 = 0x88b5;
+
+/// An Ethernet frame: destination, source, EtherType, payload (no FCS).
+pub fn eth_frame(dst: [u8; 6], src: [u8; 6], ethertype: u16, payload: &[u8]) -> Vec<u8> {
+    let mut f = Vec::with_capacity(14 + payload.len());
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&ethertype.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// A broadcast ARP request from `mac`/`sender`: who has `target`?
+pub fn arp_request(mac: [u8; 6], sender: [u8; 4], target: [u8; 4]) -> Vec<u8> {
+    let mut arp = vec![0, 1, 8, 0, 6, 4, 0, 1]; // Ethernet, IPv4, request
+    arp.extend_from_slice(&mac);
+    arp.extend_from_slice(&sender);
+    arp.extend_from_slice(&[0; 6]);
+    arp.extend_from_slice(&target);
+    eth_frame(BROADCAST, mac, 0x0806, &arp)
+}
+
+/// `frames` in qemu's `-netdev stream` framing: each preceded by its
+/// length as a 4-byte big-endian integer.
+pub fn qemu_framed<F: AsRef<[u8]>>(frames: &[F]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for f in frames {
+        let f = f.as_ref();
+        out.extend_from_slice(&(f.len() as u32).to_be_bytes());
+        out.extend_from_slice(f);
+    }
+    out
+}
+
+/// The frames of a pcap file, after checking its global header (pcap 2.4,
+/// little-endian, microseconds, snaplen 65535, Ethernet) and that it is a
+/// sequence of whole records. `Err` says what is wrong (a capture still
+/// being written may end in a partial record).
+pub fn try_pcap_frames(data: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    if data.len() < 24 {
+        return Err(format!(
+            "pcap file shorter than its header ({} bytes)",
+            data.len()
+        ));
+    }
+    let u32_at = |o: usize| u32::from_le_bytes(data[o..o + 4].try_into().unwrap());
+    let checks = [
+        (
+            u32_at(0),
+            0xa1b2_c3d4,
+            "not a little-endian microsecond pcap file",
+        ),
+        (
+            u32::from(u16::from_le_bytes([data[4], data[5]])),
+            2,
+            "major version",
+        ),
+        (
+            u32::from(u16::from_le_bytes([data[6], data[7]])),
+            4,
+            "minor version",
+        ),
+        (u32_at(16), 65535, "snaplen"),
+        (u32_at(20), 1, "link type (Ethernet)"),
+    ];
+    for (got, want, what) in checks {
+        if got != want {
+            return Err(format!("{what}: {got:#x}, want {want:#x}"));
+        }
+    }
+    let (mut off, mut frames) = (24, Vec::new());
+    while off + 16 <= data.len() {
+        let n = frames.len();
+        let incl = u32_at(off + 8) as usize;
+        let orig = u32_at(off + 12) as usize;
+        if incl > orig || incl > 65535 {
+            return Err(format!("record {n}: incl {incl} orig {orig}"));
+        }
+        if off + 16 + incl > data.len() {
+            return Err(format!("record {n} truncated"));
+        }
+        frames.push(data[off + 16..off + 16 + incl].to_vec());
+        off += 16 + incl;
+    }
+    if off != data.len() {
+        return Err(format!("trailing bytes after {} records", frames.len()));
+    }
+    Ok(frames)
+}
+
+/// [`try_pcap_frames`] that panics with what is wrong.
+pub fn pcap_frames(data: &[u8]) -> Vec<Vec<u8>> {
+    try_pcap_frames(data).unwrap_or_else(|e| panic!("bad pcap file: {e}"))
+}
+
+/// The frames captured in `file` whose source MAC address is `mac`; empty
+/// while the file is missing or ends in a partial record.
+pub fn captured_from(file: &Path, mac: [u8; 6]) -> Vec<Vec<u8>> {
+    let data = fs::read(file).unwrap_or_default();
+    try_pcap_frames(&data)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|f| f.len() >= 12 && f[6..12] == mac)
+        .collect()
+}
+
+/// `tcpdump -nn -e -r FILE`: reads a capture (as root, in the test's own
+/// namespace: it only reads the file); panics unless tcpdump succeeds.
+/// Returns one line per packet.
+pub fn tcpdump_read(file: &Path) -> Vec<String> {
+    let out = run_with_timeout(
+        Command::new(tool("tcpdump"))
+            .args(["-nn", "-e", "-r"])
+            .arg(file),
+        SHORT,
+    );
+    assert!(
+        out.status.success(),
+        "tcpdump cannot read the capture\n{}",
+        text(&out)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+/// "02:00:00:00:00:01", as tcpdump prints a MAC address.
+pub fn mac_text(mac: [u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 // ---------------------------------------------------------------------------
