@@ -91,12 +91,24 @@ fn unspecified(like: IpAddr) -> IpAddr {
 }
 
 impl PingFlows {
+    /// Also probes whether ping sockets are allowed, so that the warning
+    /// comes at start-up (while stderr is still on), not at the first ping.
     pub fn new() -> PingFlows {
-        PingFlows {
+        let mut flows = PingFlows {
             warned_permission: false,
             buf: vec![0; MAX_MESSAGE].into_boxed_slice(),
             counters: IcmpCounters::default(),
+        };
+        let probe = rustix::net::socket_with(
+            AddressFamily::INET,
+            SocketType::DGRAM,
+            SocketFlags::CLOEXEC,
+            Some(ipproto::ICMP),
+        );
+        if let Err(e) = probe {
+            flows.socket_failed(&e.into());
         }
+        flows
     }
 
     /// Sends a guest's echo request through its flow's ping socket,
