@@ -52,8 +52,7 @@ use dhcproto::v6::{
 };
 use dhcproto::{Decodable, Decoder, Encodable, Encoder, Name};
 use etherparse::{
-    EtherType, Ethernet2Slice, IpHeaders, IpNumber, Ipv6FlowLabel, Ipv6Header, Ipv6Slice,
-    PacketBuilder, UdpHeaderSlice, UdpSlice,
+    IpHeaders, IpNumber, Ipv6FlowLabel, Ipv6Header, PacketBuilder, UdpHeaderSlice, UdpSlice,
 };
 
 use super::{Answer, LinkFacts, Refused};
@@ -182,20 +181,11 @@ impl<'a> Datagram<'a> {
     /// `None` if `frame` is not IPv6 carrying UDP to port 547 and a
     /// multicast destination (or is a fragment).
     fn parse(frame: &'a [u8]) -> Result<Option<Datagram<'a>>, Refused> {
-        let Ok(eth) = Ethernet2Slice::from_slice_without_fcs(frame) else {
-            return Ok(None);
-        };
-        if eth.ether_type() != EtherType::IPV6 {
-            return Ok(None);
-        }
-        let Ok(ip) = Ipv6Slice::from_slice(eth.payload_slice()) else {
+        let Some((eth, ip)) = crate::wire::ipv6_carrying(frame, IpNumber::UDP) else {
             return Ok(None);
         };
         let header = ip.header();
-        if ip.payload().ip_number != IpNumber::UDP
-            || ip.is_payload_fragmented()
-            || !header.destination_addr().is_multicast()
-        {
+        if !header.destination_addr().is_multicast() {
             return Ok(None);
         }
         let l4 = ip.payload().payload;
@@ -500,7 +490,7 @@ mod tests {
     use super::*;
     use crate::conf::{Mode, fixture};
     use crate::services::REPLY_MAX;
-    use etherparse::Ipv6HeaderSlice;
+    use etherparse::{EtherType, Ethernet2Slice, Ipv6HeaderSlice, Ipv6Slice};
 
     const CLIENT_MAC: [u8; 6] = [0x52, 0x54, 0, 0x12, 0x34, 0x56];
     const ALL_SERVERS_MAC: [u8; 6] = [0x33, 0x33, 0, 1, 0, 2];

@@ -49,8 +49,7 @@ use etherparse::icmpv6::{
     RouterAdvertisementPayload, TYPE_NEIGHBOR_SOLICITATION, TYPE_ROUTER_SOLICITATION,
 };
 use etherparse::{
-    EtherType, Ethernet2Header, Ethernet2Slice, Icmpv6Header, Icmpv6Slice, Icmpv6Type, IpNumber,
-    Ipv6Header, Ipv6Slice,
+    EtherType, Ethernet2Header, Icmpv6Header, Icmpv6Slice, Icmpv6Type, IpNumber, Ipv6Header,
 };
 
 use super::{Answer, LinkFacts, Refused};
@@ -202,19 +201,10 @@ enum Kind {
 
 /// The solicitation in `frame`, `None` if the frame is no solicitation.
 fn parse(frame: &[u8]) -> Result<Option<Solicitation>, Refused> {
-    let Ok(eth) = Ethernet2Slice::from_slice_without_fcs(frame) else {
-        return Ok(None);
-    };
-    if eth.ether_type() != EtherType::IPV6 {
-        return Ok(None);
-    }
-    let Ok(ip) = Ipv6Slice::from_slice(eth.payload_slice()) else {
+    let Some((eth, ip)) = crate::wire::ipv6_carrying(frame, IpNumber::IPV6_ICMP) else {
         return Ok(None);
     };
     let payload = ip.payload();
-    if payload.ip_number != IpNumber::IPV6_ICMP || payload.fragmented {
-        return Ok(None);
-    }
     let Ok(icmp) = Icmpv6Slice::from_slice(payload.payload) else {
         return Ok(None);
     };

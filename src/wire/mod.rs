@@ -41,6 +41,21 @@ pub fn classify(frame: &[u8]) -> FrameClass {
     }
 }
 
+/// The Ethernet and IPv6 layers of `frame`, if it is a well-formed IPv6
+/// frame carrying upper-layer protocol `proto` unfragmented.
+pub fn ipv6_carrying(frame: &[u8], proto: IpNumber) -> Option<(Ethernet2Slice<'_>, Ipv6Slice<'_>)> {
+    let eth = Ethernet2Slice::from_slice_without_fcs(frame).ok()?;
+    if eth.ether_type() != EtherType::IPV6 {
+        return None;
+    }
+    let ip = Ipv6Slice::from_slice(eth.payload_slice()).ok()?;
+    let payload = ip.payload();
+    if payload.ip_number != proto || payload.fragmented {
+        return None;
+    }
+    Some((eth, ip))
+}
+
 /// IP protocol numbers used in dispatch.
 pub const PROTO_TCP: u8 = IpNumber::TCP.0;
 pub const PROTO_UDP: u8 = IpNumber::UDP.0;
