@@ -10,6 +10,8 @@
 
 #![no_main]
 
+mod checks;
+
 use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;
@@ -84,12 +86,12 @@ fn check_reply(reply: &[u8]) {
         usize::from(u16::from_be_bytes([ip[2], ip[3]])),
         20 + udp.len()
     );
-    assert_eq!(ones_complement_sum(ip), 0xffff, "IPv4 checksum");
+    assert_eq!(checks::ones_complement_sum(ip), 0xffff, "IPv4 checksum");
     assert_eq!(udp[..4], [0, 67, 0, 68], "ports");
     assert_eq!(usize::from(u16::from_be_bytes([udp[4], udp[5]])), udp.len());
     let pseudo = [&ip[12..20], &[0, 17], &udp[4..6]].concat();
     assert_eq!(
-        ones_complement_sum(&[pseudo.as_slice(), udp].concat()),
+        checks::ones_complement_sum(&[pseudo.as_slice(), udp].concat()),
         0xffff,
         "UDP checksum"
     );
@@ -105,16 +107,4 @@ fn check_reply(reply: &[u8]) {
         "BOOTREPLY, Ethernet"
     );
     assert_eq!(message[236..240], [99, 130, 83, 99], "magic cookie");
-}
-
-/// RFC 1071 sum of 16-bit big-endian words, odd byte padded with zero.
-fn ones_complement_sum(data: &[u8]) -> u16 {
-    let mut sum: u32 = data
-        .chunks(2)
-        .map(|pair| u32::from(u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    sum as u16
 }

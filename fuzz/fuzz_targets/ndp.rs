@@ -5,6 +5,8 @@
 
 #![no_main]
 
+mod checks;
+
 use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;
@@ -55,20 +57,8 @@ fn check_reply(reply: &[u8]) {
     ]
     .concat();
     assert_eq!(
-        ones_complement_sum(&[pseudo.as_slice(), icmp].concat()),
+        checks::ones_complement_sum(&[pseudo.as_slice(), icmp].concat()),
         0xffff,
         "checksum"
     );
-}
-
-/// RFC 1071 sum of 16-bit big-endian words, odd byte padded with zero.
-fn ones_complement_sum(data: &[u8]) -> u16 {
-    let mut sum: u32 = data
-        .chunks(2)
-        .map(|pair| u32::from(u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    sum as u16
 }
