@@ -408,3 +408,42 @@ fn unhandled_guest_frames_are_logged_as_dropped_with_debug() {
     let logged = wait_until(SHORT, || rig.log("passt").contains("Dropped"));
     assert!(logged, "no \"Dropped\" line\n{}", rig.log("passt"));
 }
+
+/// Reads one qemu-framed frame from `s` (bounded by the socket timeout).
+fn read_framed(s: &mut UnixStream) -> Vec<u8> {
+    s.set_read_timeout(Some(SHORT)).expect("timeout");
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).expect("frame length from passt");
+    let mut frame = vec![0u8; u32::from_be_bytes(len) as usize];
+    s.read_exact(&mut frame).expect("frame from passt");
+    frame
+}
+
+fn arp_is_answered_over_the_socket(who: As) {
+    let rig = Rig::new();
+    let passt = start_passt(&rig, who, "passt", &[]);
+    let mut guest = UnixStream::connect(&passt.sock).expect("connect to passt");
+    let gateway = [192, 0, 2, 2];
+    guest
+        .write_all(&qemu_framed(&[arp_request(
+            GUEST_MAC,
+            [192, 0, 2, 1],
+            gateway,
+        )]))
+        .expect("send ARP request");
+    let reply = read_framed(&mut guest);
+    assert_eq!(reply.len(), 42, "{reply:02x?}");
+    assert_eq!(reply[..6], GUEST_MAC, "to the requester");
+    assert_eq!(reply[12..14], [0x08, 0x06], "ARP");
+    assert_eq!(reply[20..22], [0, 2], "reply");
+    assert_eq!(
+        reply[22..28],
+        [0x9a, 0x55, 0x9a, 0x55, 0x9a, 0x55],
+        "our MAC"
+    );
+    assert_eq!(reply[28..32], gateway, "for the address asked");
+}
+
+root_and_user_tests! {
+    guest_arp_request_is_answered_over_the_socket => arp_is_answered_over_the_socket;
+}
