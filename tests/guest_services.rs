@@ -247,3 +247,33 @@ fn ping_reaches_remote_far_and_gateway_as_user() {
 fn ping_reaches_remote_far_and_gateway_as_root() {
     ping_everywhere(As::Root);
 }
+
+/// `--map-host-loopback` and `--map-guest-addr` re-point addresses in the
+/// guest's subnet: the first at the host's loopback, the second at the
+/// host's own address (which the guest shares). Echo to both is answered
+/// from the address pinged; with the option given, the gateway is no longer
+/// mapped, and is reached on the remote side for real.
+#[test]
+fn ping_reaches_the_host_through_map_host_loopback_and_map_guest_addr() {
+    let rig = Rig::new();
+    let ping = ping_argv().join(" ");
+    let script = format!(
+        "{ping} -c1 -W2 192.0.2.88 && {ping} -c1 -W2 192.0.2.77 && {ping} -c1 -W2 {REMOTE_IP4}"
+    );
+    let opts = [
+        "--config-net",
+        "--map-host-loopback",
+        "192.0.2.88",
+        "--map-guest-addr",
+        "192.0.2.77",
+    ];
+    let out = in_guest(&rig, As::User, &opts, &script);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for addr in ["192.0.2.88", "192.0.2.77", REMOTE_IP4] {
+        assert!(
+            stdout.contains(&format!("bytes from {addr}")),
+            "{}",
+            text(&out)
+        );
+    }
+}

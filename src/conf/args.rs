@@ -117,6 +117,12 @@ pub struct Options {
     pub dhcp_dns: bool,
     pub dhcp_search: bool,
     pub no_map_gw: bool,
+    /// `--map-host-loopback`, one per family; `none` sets `no_map_gw`.
+    pub map_host_loopback4: Option<Ipv4Addr>,
+    pub map_host_loopback6: Option<Ipv6Addr>,
+    /// `--map-guest-addr`, one per family (`none` clears them).
+    pub map_guest_addr4: Option<Ipv4Addr>,
+    pub map_guest_addr6: Option<Ipv6Addr>,
     pub no_splice: bool,
     /// `-t`, `-u`, `-T`, `-U`; `None` if not given.
     pub tcp_ports: Option<PortSpec>,
@@ -179,6 +185,10 @@ impl Options {
             dhcp_dns: false,
             dhcp_search: false,
             no_map_gw: false,
+            map_host_loopback4: None,
+            map_host_loopback6: None,
+            map_guest_addr4: None,
+            map_guest_addr6: None,
             no_splice: false,
             tcp_ports: None,
             udp_ports: None,
@@ -362,6 +372,18 @@ impl Walk {
             Opt::NoRa => o.services.ra = false,
             Opt::NoSplice => o.no_splice = true,
             Opt::NoMapGw => o.no_map_gw = true,
+            Opt::MapHostLoopback => {
+                match values::remap_address("address to remap to host", &text)? {
+                    Some(IpAddr::V4(a)) => o.map_host_loopback4 = Some(a),
+                    Some(IpAddr::V6(a)) => o.map_host_loopback6 = Some(a),
+                    None => o.no_map_gw = true,
+                }
+            }
+            Opt::MapGuestAddr => match values::remap_address("address to remap to guest", &text)? {
+                Some(IpAddr::V4(a)) => o.map_guest_addr4 = Some(a),
+                Some(IpAddr::V6(a)) => o.map_guest_addr6 = Some(a),
+                None => (o.map_guest_addr4, o.map_guest_addr6) = (None, None),
+            },
             Opt::NoDhcpDns => o.no_dhcp_dns = true,
             Opt::DhcpDns => o.dhcp_dns = true,
             Opt::DhcpSearch => o.dhcp_search = true,
@@ -396,8 +418,6 @@ impl Walk {
             | Opt::Freebind
             | Opt::DnsForward
             | Opt::DnsHost
-            | Opt::MapHostLoopback
-            | Opt::MapGuestAddr
             | Opt::HostLoToNsLo
             | Opt::VhostUser
             | Opt::PrintCapabilities
@@ -798,16 +818,6 @@ mod tests {
             ),
             (
                 Mode::Pasta,
-                &["--map-host-loopback", "192.0.2.9"],
-                "--map-host-loopback: not supported yet",
-            ),
-            (
-                Mode::Pasta,
-                &["--map-guest-addr", "none"],
-                "--map-guest-addr: not supported yet",
-            ),
-            (
-                Mode::Pasta,
                 &["--freebind"],
                 "--freebind: not supported yet",
             ),
@@ -1013,6 +1023,14 @@ mod tests {
                 "Invalid gateway address: not-an-address",
             ),
             (&["-o", "::1"], "Invalid or redundant outbound address: ::1"),
+            (
+                &["--map-host-loopback", "127.0.0.1"],
+                "Invalid address to remap to host: 127.0.0.1",
+            ),
+            (
+                &["--map-guest-addr", "ff02::1"],
+                "Invalid address to remap to guest: ff02::1",
+            ),
             (
                 &["-i", "a234567890123456"],
                 "Invalid interface name: a234567890123456",

@@ -402,12 +402,18 @@ fn services(opts: &Options, ip4: Option<&Ip4Config>, ip6: Option<&Ip6Config>) ->
     }
 }
 
-/// `--map-host-loopback` defaults: the gateway, unless `--no-map-gw`.
+/// `--map-host-loopback` per family: the given address, else the gateway
+/// unless `--no-map-gw` (or `--map-host-loopback none`); `--map-guest-addr`
+/// as given. Only for enabled families.
 fn nat(opts: &Options, ip4: Option<&Ip4Config>, ip6: Option<&Ip6Config>) -> NatConfig {
-    let map = !opts.no_map_gw;
+    let map_gw = !opts.no_map_gw;
     NatConfig {
-        map_host_loopback4: ip4.and_then(|c| c.gateway).filter(|_| map),
-        map_host_loopback6: ip6.and_then(|c| c.gateway).filter(|_| map),
+        map_host_loopback4: ip4
+            .and_then(|c| opts.map_host_loopback4.or(c.gateway.filter(|_| map_gw))),
+        map_host_loopback6: ip6
+            .and_then(|c| opts.map_host_loopback6.or(c.gateway.filter(|_| map_gw))),
+        map_guest_addr4: ip4.and(opts.map_guest_addr4),
+        map_guest_addr6: ip6.and(opts.map_guest_addr6),
         ..NatConfig::default()
     }
 }
@@ -963,6 +969,40 @@ mod tests {
         assert!(c.notices.contains(&warning));
         let c = config(Mode::Passt, &["-6", "-D", "198.51.100.1"], &host);
         assert!(c.dns.servers4.is_empty());
+    }
+
+    #[test]
+    fn map_options_replace_the_gateway_default() {
+        let host = dual_stack_host();
+        let c = config(Mode::Pasta, &["--map-host-loopback", "192.0.2.88"], &host);
+        assert_eq!(c.nat.map_host_loopback4, Some(v4("192.0.2.88")));
+        assert_eq!(
+            c.nat.map_host_loopback6,
+            Some(v6("fe80::1")),
+            "v6 keeps the default"
+        );
+        let c = config(Mode::Pasta, &["--map-host-loopback", "none"], &host);
+        assert_eq!(
+            (c.nat.map_host_loopback4, c.nat.map_host_loopback6),
+            (None, None)
+        );
+        let args = [
+            "--map-guest-addr",
+            "192.0.2.77",
+            "--map-guest-addr",
+            "2001:db8::77",
+        ];
+        let c = config(Mode::Passt, &args, &host);
+        assert_eq!(c.nat.map_guest_addr4, Some(v4("192.0.2.77")));
+        assert_eq!(c.nat.map_guest_addr6, Some(v6("2001:db8::77")));
+        let args = ["--map-guest-addr", "192.0.2.77", "--map-guest-addr", "none"];
+        assert_eq!(config(Mode::Passt, &args, &host).nat.map_guest_addr4, None);
+        let c = config(
+            Mode::Passt,
+            &["-6", "--map-guest-addr", "192.0.2.77"],
+            &host,
+        );
+        assert_eq!(c.nat.map_guest_addr4, None, "IPv4 is off");
     }
 
     #[test]

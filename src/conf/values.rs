@@ -100,6 +100,19 @@ fn embeds_ipv4(addr: &Ipv6Addr) -> bool {
     addr.to_ipv4_mapped().is_some() || addr.segments()[..6] == [0; 6]
 }
 
+/// `--map-host-loopback` / `--map-guest-addr`: an address the guest uses to
+/// reach something else, or `none` (`Ok(None)`).
+pub fn remap_address(what: &'static str, text: &str) -> Result<Option<IpAddr>, ConfError> {
+    if text == "none" {
+        return Ok(None);
+    }
+    let addr = text
+        .parse::<IpAddr>()
+        .ok()
+        .filter(|a| !(a.is_unspecified() || a.is_loopback() || a.is_multicast()));
+    addr.map(Some).ok_or_else(|| ConfError::invalid(what, text))
+}
+
 /// `-g`: a default gateway.
 pub fn gateway(text: &str) -> Result<IpAddr, ConfError> {
     let addr = text.parse::<IpAddr>().ok().filter(|addr| match addr {
