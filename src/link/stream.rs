@@ -8,8 +8,9 @@
 //! frames beyond the batch's frame limit) stay in the buffer and are moved
 //! to its start by the next read, so the same [`FrameBatch`] must be passed
 //! to every read of a connection (invariant). A length
-//! outside 14..=65535 means the peer is not speaking the protocol: the read
-//! fails and the caller drops the connection (as upstream does).
+//! outside 14..=65535 means the peer is not speaking the protocol: the
+//! frames before it are handed out, then the read reports the connection
+//! closed and the caller drops it (upstream drops the whole batch).
 //!
 //! Writing: one `sendmsg` of [length, frame] without blocking; if only part
 //! of it goes out, the rest is finished by waiting for the socket (a frame is
@@ -49,7 +50,14 @@ impl StreamLink {
         let kept = self.pending.len();
         raw.copy_within(self.pending.clone(), 0);
         let (filled, stop) = self.fill(raw, kept)?;
-        let consumed = declare_frames(batch, filled)?;
+        let (consumed, bad_length) = declare_frames(batch, filled);
+        if let Some(len) = bad_length {
+            // The frames before it are good and are handed out; the stream
+            // cannot be resynchronised after it, so the connection ends.
+            log::info!("Bad frame length {len} from guest: closing the connection");
+            self.pending = 0..0;
+            return Ok(ReadStop::Closed);
+        }
         self.pending = consumed..filled;
         let more_complete_frames = filled - consumed >= HEADER && batch.len() == batch.max_frames();
         Ok(if more_complete_frames {
@@ -149,17 +157,15 @@ impl AsFd for StreamLink {
 }
 
 /// Declares the complete frames among the first `filled` bytes of the
-/// batch's buffer; returns how many bytes they span.
-fn declare_frames(batch: &mut FrameBatch, filled: usize) -> io::Result<usize> {
+/// batch's buffer; returns how many bytes they span, and the first length
+/// outside 14..=65535 if one stops the walk.
+fn declare_frames(batch: &mut FrameBatch, filled: usize) -> (usize, Option<usize>) {
     let mut pos = 0;
     while filled - pos >= HEADER {
         let raw = batch.raw();
         let len = u32::from_be_bytes([raw[pos], raw[pos + 1], raw[pos + 2], raw[pos + 3]]) as usize;
         if !(MIN_FRAME..=MAX_FRAME).contains(&len) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("bad frame length {len} from guest"),
-            ));
+            return (pos, Some(len));
         }
         let start = pos + HEADER;
         if filled - start < len || !batch.push_frame(start..start + len) {
@@ -167,7 +173,7 @@ fn declare_frames(batch: &mut FrameBatch, filled: usize) -> io::Result<usize> {
         }
         pos = start + len;
     }
-    Ok(pos)
+    (pos, None)
 }
 
 #[cfg(test)]
@@ -209,14 +215,24 @@ mod tests {
     }
 
     #[test]
-    fn stream_bad_length_is_an_error_not_a_panic() {
+    fn stream_bad_length_closes_after_the_good_frames_before_it() {
         for len in [0u32, 13, 65536, u32::MAX] {
             let (mut peer, mut link) = pair();
+            let good = [5u8; 20];
+            peer.write_all(&framed(&[&good])).unwrap();
             peer.write_all(&len.to_be_bytes()).unwrap();
             peer.write_all(&[0; 32]).unwrap();
             let mut batch = FrameBatch::new(1 << 20, 64);
-            let err = link.read_batch(&mut batch).unwrap_err();
-            assert_eq!(err.kind(), io::ErrorKind::InvalidData, "len {len}");
+            assert_eq!(
+                link.read_batch(&mut batch).unwrap(),
+                ReadStop::Closed,
+                "len {len}"
+            );
+            assert_eq!(
+                batch.iter().collect::<Vec<_>>(),
+                vec![&good[..]],
+                "len {len}"
+            );
         }
     }
 
