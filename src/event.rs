@@ -144,16 +144,6 @@ impl EventLoop {
         Ok(())
     }
 
-    pub fn modify(&self, fd: impl AsFd, token: Token, interest: Interest) -> io::Result<()> {
-        epoll::modify(
-            &self.epfd,
-            fd,
-            EventData::new_u64(token.pack()),
-            interest.flags(),
-        )?;
-        Ok(())
-    }
-
     pub fn delete(&self, fd: impl AsFd) -> io::Result<()> {
         epoll::delete(&self.epfd, fd)?;
         Ok(())

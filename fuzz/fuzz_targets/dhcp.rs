@@ -11,6 +11,7 @@
 #![no_main]
 
 mod checks;
+mod selector;
 
 use std::sync::LazyLock;
 
@@ -36,20 +37,11 @@ static CONFIGS: LazyLock<[Config; 3]> = LazyLock::new(|| {
     ]
 });
 
-const WRAP: u8 = 0x80;
-
 fuzz_target!(|input: &[u8]| {
-    let Some((&selector, rest)) = input.split_first() else {
+    let Some((config, frame)) = selector::select(input, &CONFIGS[..], udp_frame) else {
         return;
     };
-    let config = &CONFIGS[usize::from(selector & !WRAP) % CONFIGS.len()];
-    let wrapped;
-    let frame = if selector & WRAP != 0 {
-        wrapped = udp_frame(rest);
-        &wrapped[..]
-    } else {
-        rest
-    };
+    let frame = &frame[..];
     let link = LinkFacts::new(config);
     let mut out = vec![0; REPLY_MAX];
     if let Ok(Some(len)) = dhcp::answer(config, &link, frame, &mut out) {

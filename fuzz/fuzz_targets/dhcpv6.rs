@@ -13,6 +13,7 @@
 #![no_main]
 
 mod checks;
+mod selector;
 
 use std::sync::LazyLock;
 
@@ -33,7 +34,6 @@ static CONFIGS: LazyLock<[Config; 3]> = LazyLock::new(|| {
     ]
 });
 
-const WRAP: u8 = 0x80;
 /// The client's link-local address.
 const CLIENT: [u8; 16] = [
     0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0x50, 0x54, 0, 0xff, 0xfe, 0x12, 0x34, 0x56,
@@ -42,17 +42,10 @@ const CLIENT: [u8; 16] = [
 const SERVERS: [u8; 16] = [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 2];
 
 fuzz_target!(|input: &[u8]| {
-    let Some((&selector, rest)) = input.split_first() else {
+    let Some((config, frame)) = selector::select(input, &CONFIGS[..], udp_frame) else {
         return;
     };
-    let config = &CONFIGS[usize::from(selector & !WRAP) % CONFIGS.len()];
-    let wrapped;
-    let frame = if selector & WRAP != 0 {
-        wrapped = udp_frame(rest);
-        &wrapped[..]
-    } else {
-        rest
-    };
+    let frame = &frame[..];
     let link = LinkFacts::new(config);
     let mut out = vec![0; REPLY_MAX];
     if let Ok(Some(len)) = dhcpv6::answer(config, &link, frame, &mut out) {
