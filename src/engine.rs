@@ -110,10 +110,6 @@ impl Engine {
         &mut self.core.link
     }
 
-    pub fn drops(&self) -> &DropCounters {
-        &self.core.drops
-    }
-
     /// The guest's MAC when known from elsewhere (pasta: the tap's).
     pub fn set_guest_mac(&mut self, mac: [u8; 6]) {
         self.core.facts.guest_mac = mac;
