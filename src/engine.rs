@@ -4,9 +4,10 @@
 //!
 //! Dispatch: ARP, DHCP (UDP to 67), DHCPv6 (UDP to 547) and NDP go to the
 //! local services, which answer at once; ICMP/ICMPv6 echo requests go to
-//! [`PingFlows`]; unsolicited router advertisements leave on the tick.
-//! Frames no handler takes yet (TCP, other UDP) are counted and dropped
-//! (debug log); the TCP/UDP flows join as arms of `Core::dispatch`.
+//! [`PingFlows`]; TCP segments to [`TcpFlows`] (which acknowledges at the
+//! end of each batch of frames); unsolicited router advertisements leave on
+//! the tick. Frames no handler takes yet (other UDP) are counted and
+//! dropped (debug log); the UDP flows join as an arm of `Core::dispatch`.
 //!
 //! Invariants: a malformed frame is dropped and counted, never a panic;
 //! every frame of a wake-up is handled before the loop waits again; the
@@ -17,14 +18,16 @@ use std::io;
 use std::time::Instant;
 
 use crate::conf::Config;
-use crate::event::{EventLoop, Token, TokenKind};
-use crate::flow::Flows;
+use crate::event::{EventLoop, Ready, TokenKind};
 use crate::flow::icmp::{self, PingFlows};
-use crate::flow::table::{DEFAULT_CAPACITY, FlowId};
+use crate::flow::listen::Listeners;
+use crate::flow::table::{DEFAULT_CAPACITY, FlowId, MAX_CAPACITY};
+use crate::flow::tcp::{Ctx, TcpFlows};
+use crate::flow::{Flows, GuestLink};
 use crate::link::{FrameBatch, Link, ReadStop};
 use crate::services::ndp::RaSchedule;
 use crate::services::{self, Answer, LinkFacts};
-use crate::wire::{self, FrameClass, PROTO_ICMP, PROTO_ICMPV6, PROTO_UDP};
+use crate::wire::{self, FrameClass, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
 
 /// A local service's entry point (see [`crate::services`]).
 type ServiceFn = fn(&Config, &LinkFacts, &[u8], &mut [u8]) -> Answer;
@@ -37,6 +40,28 @@ const BATCH_FRAMES: usize = 1024;
 const MAX_CLASSES: usize = 64;
 /// Largest frame built toward the guest.
 const OUT_FRAME_MAX: usize = 65535;
+/// Test-only knob: the flow table's capacity (the flow-table limit is
+/// tested with a small one).
+const FLOW_CAPACITY_ENV: &str = "PASST_RS_TEST_MAX_FLOWS";
+
+/// The flow table's capacity: [`DEFAULT_CAPACITY`] unless the test knob
+/// sets another (1..=[`MAX_CAPACITY`]).
+fn flow_capacity() -> usize {
+    std::env::var(FLOW_CAPACITY_ENV)
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|&n| (1..=MAX_CAPACITY).contains(&n))
+        .unwrap_or(DEFAULT_CAPACITY)
+}
+
+impl GuestLink for Link {
+    fn send_frame(&mut self, frame: &[u8]) {
+        if let Err(e) = self.write_frame(frame) {
+            log::debug!("Frame to the guest failed: {e}");
+            self.counters.dropped_out += 1;
+        }
+    }
+}
 
 /// Whether the guest link is still there.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,6 +106,9 @@ struct Core {
     out: Box<[u8]>,
     flows: Flows,
     ping: PingFlows,
+    tcp: TcpFlows,
+    /// The host listeners of `-t` ports.
+    listeners: Listeners,
     ra: RaSchedule,
     drops: DropCounters,
 }
@@ -94,12 +122,19 @@ impl Engine {
                 link,
                 facts: LinkFacts::new(config),
                 out: vec![0; OUT_FRAME_MAX].into_boxed_slice(),
-                flows: Flows::new(DEFAULT_CAPACITY),
+                flows: Flows::new(flow_capacity()),
                 ping: PingFlows::new(),
+                tcp: TcpFlows::new(config),
+                listeners: Listeners::none(),
                 ra: RaSchedule::new(Instant::now()),
                 drops: DropCounters::default(),
             },
         }
+    }
+
+    /// Takes over the host listeners of forwarded ports.
+    pub fn set_listeners(&mut self, listeners: Listeners) {
+        self.core.listeners = listeners;
     }
 
     pub fn link(&self) -> &Link {
@@ -122,6 +157,8 @@ impl Engine {
             for frame in self.batch.iter() {
                 self.core.dispatch(frame, events);
             }
+            self.core
+                .with_tcp(events, |tcp, flows, _, ctx| tcp.flush_acks(flows, ctx));
             match stop {
                 ReadStop::BatchFull => continue,
                 ReadStop::Drained => return Ok(LinkState::Open),
@@ -134,12 +171,27 @@ impl Engine {
     /// target of the dispatcher drives the engine through this).
     pub fn handle_guest_frame(&mut self, frame: &[u8], events: &EventLoop) {
         self.core.dispatch(frame, events);
+        self.core
+            .with_tcp(events, |tcp, flows, _, ctx| tcp.flush_acks(flows, ctx));
     }
 
-    /// A flow's socket is ready.
-    pub fn on_flow_event(&mut self, token: Token) -> io::Result<()> {
-        match token.kind {
-            TokenKind::Icmp => self.core.ping_readable(FlowId::from_raw(token.index)),
+    /// A flow's socket (or a forwarded port's listener) is ready.
+    pub fn on_flow_event(&mut self, ready: &Ready, events: &EventLoop) -> io::Result<()> {
+        let index = ready.token.index;
+        match ready.token.kind {
+            TokenKind::Icmp => self.core.ping_readable(FlowId::from_raw(index)),
+            TokenKind::Tcp => {
+                self.core.with_tcp(events, |tcp, flows, _, ctx| {
+                    tcp.on_socket(flows, ctx, FlowId::from_raw(index), ready)
+                });
+                Ok(())
+            }
+            TokenKind::TcpListener => {
+                self.core.with_tcp(events, |tcp, flows, listeners, ctx| {
+                    tcp.on_listener(flows, ctx, listeners, index)
+                });
+                Ok(())
+            }
             _ => Ok(()),
         }
     }
@@ -148,6 +200,8 @@ impl Engine {
     pub fn on_tick(&mut self, events: &EventLoop) {
         let now = Instant::now();
         icmp::expire(&mut self.core.flows, now, events);
+        self.core
+            .with_tcp(events, |tcp, flows, _, ctx| tcp.on_tick(flows, ctx, now));
         if self.core.ra.due(now) {
             self.core.unsolicited_ra();
         }
@@ -168,6 +222,7 @@ impl Core {
             FrameClass::Ipv4(PROTO_UDP) => self.serve(services::dhcp::answer, frame),
             FrameClass::Ipv6(PROTO_UDP) => self.serve(services::dhcpv6::answer, frame),
             FrameClass::Ipv4(PROTO_ICMP) => self.echo(frame, events),
+            FrameClass::Ipv4(PROTO_TCP) | FrameClass::Ipv6(PROTO_TCP) => self.tcp(frame, events),
             FrameClass::Ipv6(PROTO_ICMPV6) => {
                 self.serve(services::ndp::answer, frame) || self.echo(frame, events)
             }
@@ -219,6 +274,48 @@ impl Core {
             }
             None => false,
         }
+    }
+
+    /// A TCP segment goes to its connection.
+    fn tcp(&mut self, frame: &[u8], events: &EventLoop) -> bool {
+        if !self.config.services.tcp {
+            return false;
+        }
+        match wire::tcp::parse_segment(frame) {
+            Some(seg) => {
+                self.with_tcp(events, |tcp, flows, _, ctx| {
+                    tcp.from_guest(flows, ctx, &seg)
+                });
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Runs `f` with the TCP flows, the flow table, the listeners and the
+    /// context they act in.
+    fn with_tcp<R>(
+        &mut self,
+        events: &EventLoop,
+        f: impl FnOnce(&mut TcpFlows, &mut Flows, &Listeners, &mut Ctx<'_>) -> R,
+    ) -> R {
+        let Core {
+            config,
+            link,
+            facts,
+            flows,
+            tcp,
+            listeners,
+            ..
+        } = self;
+        let mut ctx = Ctx {
+            config,
+            events,
+            our_mac: facts.our_mac,
+            guest_mac: facts.guest_mac,
+            link,
+        };
+        f(tcp, flows, listeners, &mut ctx)
     }
 
     /// Upstream learns the guest's MAC from every frame it sends.

@@ -35,8 +35,12 @@ pub enum TokenKind {
     ChildExit = 3,
     /// pidfd of the process whose namespaces pasta joined.
     NetnsOwnerExit = 4,
-    /// A ping socket of an ICMP echo flow (index: its slot).
+    /// A ping socket of an ICMP echo flow (index: its flow id).
     Icmp = 5,
+    /// The host socket of a TCP flow (index: its flow id).
+    Tcp = 6,
+    /// A `-t` listening socket (index: its place among the listeners).
+    TcpListener = 7,
 }
 
 impl TokenKind {
@@ -47,6 +51,8 @@ impl TokenKind {
             3 => TokenKind::ChildExit,
             4 => TokenKind::NetnsOwnerExit,
             5 => TokenKind::Icmp,
+            6 => TokenKind::Tcp,
+            7 => TokenKind::TcpListener,
             _ => return None,
         })
     }
@@ -114,8 +120,10 @@ pub struct Ready {
     pub token: Token,
     pub readable: bool,
     pub writable: bool,
-    /// Hang-up or error: the fd's peer is gone.
+    /// Hang-up or error: the fd's peer is gone (or closed its side).
     pub closed: bool,
+    /// An error is pending on the fd (EPOLLERR).
+    pub error: bool,
 }
 
 /// The epoll instance plus the periodic tick.
@@ -136,6 +144,17 @@ impl EventLoop {
 
     pub fn add(&self, fd: impl AsFd, token: Token, interest: Interest) -> io::Result<()> {
         epoll::add(
+            &self.epfd,
+            fd,
+            EventData::new_u64(token.pack()),
+            interest.flags(),
+        )?;
+        Ok(())
+    }
+
+    /// Changes what `fd` (registered with `token`) is watched for.
+    pub fn modify(&self, fd: impl AsFd, token: Token, interest: Interest) -> io::Result<()> {
+        epoll::modify(
             &self.epfd,
             fd,
             EventData::new_u64(token.pack()),
@@ -187,6 +206,7 @@ fn to_ready(ev: epoll::Event) -> Option<Ready> {
         readable: flags.intersects(EventFlags::IN | EventFlags::PRI),
         writable: flags.contains(EventFlags::OUT),
         closed: flags.intersects(EventFlags::HUP | EventFlags::ERR | EventFlags::RDHUP),
+        error: flags.contains(EventFlags::ERR),
     })
 }
 

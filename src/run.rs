@@ -11,6 +11,7 @@ use crate::conf::{self, Config, Mode, ParseOutcome};
 use crate::daemon::{self, DevNull, PidFile};
 use crate::engine::{Engine, LinkState};
 use crate::event::{EventLoop, Interest, Ready, Token, TokenKind};
+use crate::flow::listen::Listeners;
 use crate::link::listener::PasstListener;
 use crate::link::{Link, LinkIo, StreamLink, Tap};
 use crate::pasta::{self, Attached, QuitWatch};
@@ -52,6 +53,9 @@ fn run(mode: Mode, args: Vec<OsString>) -> Result<i32, String> {
         notice.log();
     }
     let files = RuntimeFiles::open(&config)?;
+    if let Err(e) = crate::sys::process::raise_fd_limit() {
+        log::debug!("Raising the open files limit: {e}");
+    }
     if let Some(runas) = config.runas {
         crate::isolation::switch_identity(runas.uid, runas.gid).map_err(|e| e.to_string())?;
     }
@@ -125,6 +129,7 @@ fn run_pasta(
     engine.set_guest_mac(tap.mac);
     let mut events = EventLoop::new().map_err(|e| format!("epoll: {e}"))?;
     register_pasta(&events, &ns, &engine).map_err(|e| format!("epoll: {e}"))?;
+    bind_forwards(config, &mut engine, &events)?;
     files.go_background(config)?;
     if let Some(command) = &mut ns.command {
         command
@@ -197,21 +202,34 @@ fn handle_pasta_event(
             log::info!("Namespace owner exited, exiting");
             Ok(Some(0))
         }
-        TokenKind::Icmp => flow_event(engine, r.token).map(|()| None),
+        TokenKind::Icmp | TokenKind::Tcp | TokenKind::TcpListener => {
+            flow_event(engine, r, events).map(|()| None)
+        }
         TokenKind::LinkListener => Ok(None),
     }
 }
 
 /// A flow's socket is ready: errors writing to the guest end the program.
-fn flow_event(engine: &mut Engine, token: Token) -> Result<(), String> {
+fn flow_event(engine: &mut Engine, ready: &Ready, events: &EventLoop) -> Result<(), String> {
     engine
-        .on_flow_event(token)
+        .on_flow_event(ready, events)
         .map_err(|e| format!("Guest link: {e}"))
+}
+
+/// Binds the host listeners of the forwarded ports (`-t`).
+fn bind_forwards(config: &Config, engine: &mut Engine, events: &EventLoop) -> Result<(), String> {
+    let listeners = Listeners::bind_tcp(config, events).map_err(|e| e.to_string())?;
+    if !listeners.is_empty() {
+        log::debug!("{} TCP listeners bound", listeners.len());
+    }
+    engine.set_listeners(listeners);
+    Ok(())
 }
 
 fn run_passt(config: &Config, mut files: RuntimeFiles) -> Result<i32, String> {
     let mut events = EventLoop::new().map_err(|e| format!("epoll: {e}"))?;
     let mut engine = Engine::new(config, Link::new(None, files.pcap.take()));
+    bind_forwards(config, &mut engine, &events)?;
     let listener = match config.fd {
         Some(fd) => {
             let fd = crate::sys::fd::take_inherited(fd).map_err(|e| format!("--fd {fd}: {e}"))?;
@@ -278,8 +296,8 @@ fn passt_loop(
                         accept_client(listener, engine, events)?;
                     }
                 }
-                TokenKind::Icmp => {
-                    if let Err(e) = engine.on_flow_event(r.token) {
+                TokenKind::Icmp | TokenKind::Tcp | TokenKind::TcpListener => {
+                    if let Err(e) = engine.on_flow_event(r, events) {
                         log::info!("Client connection error: {e}");
                         detach_client(engine, events);
                         if one_off {

@@ -124,6 +124,8 @@ pub struct Options {
     pub map_guest_addr4: Option<Ipv4Addr>,
     pub map_guest_addr6: Option<Ipv6Addr>,
     pub no_splice: bool,
+    /// `--freebind`.
+    pub freebind: bool,
     /// `-t`, `-u`, `-T`, `-U`; `None` if not given.
     pub tcp_ports: Option<PortSpec>,
     pub udp_ports: Option<PortSpec>,
@@ -190,6 +192,7 @@ impl Options {
             map_guest_addr4: None,
             map_guest_addr6: None,
             no_splice: false,
+            freebind: false,
             tcp_ports: None,
             udp_ports: None,
             tcp_ns: None,
@@ -372,6 +375,7 @@ impl Walk {
             Opt::NoRa => o.services.ra = false,
             Opt::NoSplice => o.no_splice = true,
             Opt::NoMapGw => o.no_map_gw = true,
+            Opt::Freebind => o.freebind = true,
             Opt::MapHostLoopback => {
                 match values::remap_address("address to remap to host", &text)? {
                     Some(IpAddr::V4(a)) => o.map_host_loopback4 = Some(a),
@@ -415,7 +419,6 @@ impl Walk {
             Opt::OneOff => o.one_off = true,
             Opt::Hostname
             | Opt::Fqdn
-            | Opt::Freebind
             | Opt::DnsForward
             | Opt::DnsHost
             | Opt::HostLoToNsLo
@@ -476,8 +479,10 @@ impl Walk {
         Ok(())
     }
 
-    /// The first port option given a spec other than `none` while only
-    /// `none` is supported.
+    /// The first port option given a spec its status does not support
+    /// yet: anything but `none` ([`Status::NoneOnly`]), or `auto`
+    /// ([`Status::NoAuto`]). Only specs given on the command line count:
+    /// a mode's default is filled in later.
     fn unsupported_port_spec(&self) -> Option<&'static OptionSpec> {
         let o = &self.opts;
         let specs = [
@@ -488,9 +493,18 @@ impl Walk {
         ];
         specs.into_iter().find_map(|(opt, spec)| {
             let row = table::canonical(opt);
-            let only_none = row.status == Status::NoneOnly;
-            (only_none && spec.as_ref().is_some_and(|s| *s != PortSpec::None)).then_some(row)
+            let given = spec.as_ref()?;
+            (!port_spec_supported(row.status, given)).then_some(row)
         })
+    }
+}
+
+/// Whether a port option of `status` accepts `spec` today.
+fn port_spec_supported(status: Status, spec: &PortSpec) -> bool {
+    match status {
+        Status::NoneOnly => *spec == PortSpec::None,
+        Status::NoAuto => *spec != PortSpec::Auto,
+        Status::Supported | Status::Recorded | Status::OnlyIn(_) | Status::NotYet => true,
     }
 }
 
@@ -818,11 +832,6 @@ mod tests {
             ),
             (
                 Mode::Pasta,
-                &["--freebind"],
-                "--freebind: not supported yet",
-            ),
-            (
-                Mode::Pasta,
                 &["--host-lo-to-ns-lo"],
                 "--host-lo-to-ns-lo: not supported yet",
             ),
@@ -837,12 +846,17 @@ mod tests {
                 "--print-capabilities: not supported yet",
             ),
             (Mode::Pasta, &["-F", "5"], "--fd: not supported yet"),
-            (Mode::Passt, &["-t", "22"], "--tcp-ports: not supported yet"),
             (
-                Mode::Passt,
-                &["-t", "all"],
+                Mode::Pasta,
+                &["-t", "auto"],
                 "--tcp-ports: not supported yet",
             ),
+            (
+                Mode::Pasta,
+                &["--tcp-ports=auto", "--freebind"],
+                "--tcp-ports: not supported yet",
+            ),
+            (Mode::Passt, &["-u", "22"], "--udp-ports: not supported yet"),
             (
                 Mode::Pasta,
                 &["--udp-ports=auto"],
@@ -859,6 +873,31 @@ mod tests {
         for (mode, args, want) in cases {
             assert_eq!(error(*mode, args), *want, "{args:?}");
         }
+    }
+
+    #[test]
+    fn tcp_ports_and_freebind_are_accepted() {
+        let o = passt(&["-t", "8080", "--freebind"]);
+        assert!(o.freebind);
+        assert!(matches!(o.tcp_ports, Some(PortSpec::Rules(ref r)) if r.rules.len() == 1));
+        assert_eq!(passt(&["-t", "all"]).tcp_ports, Some(PortSpec::All));
+        let o = pasta(&["-t", "127.0.0.1/22,~25", "-t", "80:8080", "--config-net"]);
+        assert!(matches!(o.tcp_ports, Some(PortSpec::Rules(ref r)) if r.rules.len() == 2));
+        assert!(!o.freebind);
+        assert_eq!(pasta(&["-t", "none"]).tcp_ports, Some(PortSpec::None));
+    }
+
+    #[test]
+    fn explicit_tcp_auto_is_not_supported_yet_but_the_default_is_accepted() {
+        assert_eq!(
+            error(Mode::Pasta, &["-t", "auto"]),
+            "--tcp-ports: not supported yet"
+        );
+        assert_eq!(pasta(&[]).tcp_ports, None);
+        assert_eq!(
+            error(Mode::Pasta, &["-t", "auto", "-T", "22"]),
+            "--tcp-ports: not supported yet"
+        );
     }
 
     #[test]

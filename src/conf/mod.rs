@@ -292,8 +292,6 @@ pub struct NatConfig {
     /// `--map-guest-addr`.
     pub map_guest_addr4: Option<Ipv4Addr>,
     pub map_guest_addr6: Option<Ipv6Addr>,
-    /// `--freebind`.
-    pub freebind: bool,
 }
 
 /// Port forwarding rules per direction and protocol.
@@ -310,6 +308,9 @@ pub struct Forwards {
     /// The host's ephemeral ports, which `all` and exclusion-only specs
     /// leave alone ([`PortRules::port_map`]).
     pub ephemeral_ports: PortRange,
+    /// `--freebind`: `-t/-u` listeners may bind addresses the host does
+    /// not have (yet).
+    pub freebind: bool,
 }
 
 /// passt-only transport settings.

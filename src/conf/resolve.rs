@@ -414,7 +414,6 @@ fn nat(opts: &Options, ip4: Option<&Ip4Config>, ip6: Option<&Ip6Config>) -> NatC
             .and_then(|c| opts.map_host_loopback6.or(c.gateway.filter(|_| map_gw))),
         map_guest_addr4: ip4.and(opts.map_guest_addr4),
         map_guest_addr6: ip6.and(opts.map_guest_addr6),
-        ..NatConfig::default()
     }
 }
 
@@ -502,6 +501,7 @@ fn forwards(opts: &mut Options, host: &HostNet, notices: &mut Vec<Notice>) -> Fo
         tcp_out: take(&mut opts.tcp_ns),
         udp_out: take(&mut opts.udp_ns),
         ephemeral_ports: host.ephemeral_ports,
+        freebind: opts.freebind,
     };
     for spec in [&fwd.tcp_in, &fwd.udp_in, &fwd.tcp_out, &fwd.udp_out] {
         if let PortSpec::Rules(rules) = spec {
@@ -1155,5 +1155,17 @@ mod tests {
         assert!(c.notices.contains(&Notice::warn(
             "Altering mapping of already mapped port number: 22:30"
         )));
+    }
+
+    #[test]
+    fn tcp_ports_and_freebind_reach_the_config() {
+        let host = dual_stack_host();
+        let c = config(Mode::Passt, &["-t", "8080:80", "--freebind"], &host);
+        assert!(c.fwd.freebind);
+        let PortSpec::Rules(rules) = &c.fwd.tcp_in else {
+            panic!("{:?}", c.fwd.tcp_in)
+        };
+        assert_eq!(rules.port_map(c.fwd.ephemeral_ports).target(8080), Some(80));
+        assert!(!config(Mode::Passt, &[], &host).fwd.freebind);
     }
 }

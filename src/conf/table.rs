@@ -114,6 +114,10 @@ pub enum Status {
     /// Port specs: fully parsed and validated, but only `none` is
     /// accepted; any other valid spec is "not supported yet".
     NoneOnly,
+    /// Port specs: implemented, except `auto` given on the command line,
+    /// which is "not supported yet" (a mode's default of `auto` is
+    /// accepted: it forwards nothing until `auto` is built).
+    NoAuto,
     /// Implemented in this mode only; "not supported yet" in the other.
     OnlyIn(Mode),
     /// Refused with "`--name`: not supported yet".
@@ -136,7 +140,7 @@ impl OptionSpec {
     /// Whether the option works in `mode` (false: an error names it).
     pub fn supported_in(&self, mode: Mode) -> bool {
         match self.status {
-            Status::Supported | Status::Recorded | Status::NoneOnly => true,
+            Status::Supported | Status::Recorded | Status::NoneOnly | Status::NoAuto => true,
             Status::OnlyIn(only) => only == mode,
             Status::NotYet => false,
         }
@@ -204,7 +208,7 @@ const fn valued(
 }
 
 use Modes::{Both, Passt, Pasta};
-use Status::{NoneOnly, NotYet, OnlyIn, Recorded, Supported};
+use Status::{NoAuto, NoneOnly, NotYet, OnlyIn, Recorded, Supported};
 
 #[rustfmt::skip]
 static TABLE: &[OptionSpec] = &[
@@ -237,12 +241,12 @@ static TABLE: &[OptionSpec] = &[
     flag("no-ndp", None, Both, Recorded, Opt::NoNdp),
     flag("no-ra", None, Both, Recorded, Opt::NoRa),
     flag("no-splice", None, Both, Recorded, Opt::NoSplice),
-    flag("freebind", None, Both, NotYet, Opt::Freebind),
+    flag("freebind", None, Both, Supported, Opt::Freebind),
     flag("no-map-gw", None, Both, Recorded, Opt::NoMapGw),
     flag("ipv4-only", Some('4'), Both, Supported, Opt::Ipv4Only),
     flag("ipv6-only", Some('6'), Both, Supported, Opt::Ipv6Only),
     flag("one-off", Some('1'), Passt, Supported, Opt::OneOff),
-    valued("tcp-ports", Some('t'), Both, NoneOnly, Opt::TcpPorts),
+    valued("tcp-ports", Some('t'), Both, NoAuto, Opt::TcpPorts),
     valued("udp-ports", Some('u'), Both, NoneOnly, Opt::UdpPorts),
     valued("tcp-ns", Some('T'), Pasta, NoneOnly, Opt::TcpNs),
     valued("udp-ns", Some('U'), Pasta, NoneOnly, Opt::UdpNs),

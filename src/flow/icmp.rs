@@ -230,7 +230,9 @@ impl PingFlows {
             return;
         };
         let guest = *flow.side(super::table::Side::Guest);
-        let FlowState::Ping(ping) = &mut flow.state;
+        let FlowState::Ping(ping) = &mut flow.state else {
+            return;
+        };
         let v6 = guest.our_addr.is_ipv6();
         loop {
             let n = match rustix::net::recv(&ping.socket, &mut self.buf[..], RecvFlags::DONTWAIT) {
@@ -259,7 +261,9 @@ impl PingFlows {
 /// Closes the echo flows idle for [`IDLE_TIMEOUT`] (called on the tick).
 pub fn expire(flows: &mut Flows, now: Instant, events: &EventLoop) {
     flows.retain(|_, flow| {
-        let FlowState::Ping(ping) = &flow.state;
+        let FlowState::Ping(ping) = &flow.state else {
+            return true;
+        };
         if now.duration_since(ping.last_active) < IDLE_TIMEOUT {
             return true;
         }

@@ -1,6 +1,7 @@
 //! Flows: guest traffic translated to host sockets and back. One file per
-//! protocol ([`icmp`] today; TCP and UDP follow), plus the forwarding and
-//! NAT decisions they share ([`nat`]).
+//! protocol ([`icmp`], [`tcp`]; UDP follows), plus the forwarding and
+//! NAT decisions they share ([`nat`]) and the host-side listeners of
+//! forwarded ports ([`listen`]).
 //!
 //! Invariants: every table here has a fixed capacity chosen at start-up;
 //! nothing grows with guest input. Flows never parse frames themselves
@@ -8,13 +9,24 @@
 //! May call: `sys`/rustix (sockets), `wire`, `event` (registration), `conf`.
 
 pub mod icmp;
+pub mod listen;
 pub mod nat;
 pub mod table;
+pub mod tcp;
 
 /// Per-protocol state kept in a flow's slot: one table for every protocol,
 /// so they share its capacity.
 pub enum FlowState {
     Ping(icmp::PingState),
+    Tcp(Box<tcp::TcpConn>),
+}
+
+/// Where flows send frames toward the guest (the engine's link).
+pub trait GuestLink {
+    /// Sends one frame; one the link cannot take now is dropped (and
+    /// counted there): TCP resends on the guest's duplicate ACKs or its
+    /// ACK timer.
+    fn send_frame(&mut self, frame: &[u8]);
 }
 
 /// The flow table as the engine instantiates it.

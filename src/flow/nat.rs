@@ -8,6 +8,12 @@
 //! guest can reach host services on the address they share); everything
 //! else is itself. Replies always appear to come from the address the guest
 //! used. (The DNS-forward rule joins with the DNS issue.)
+//!
+//! Host -> guest ([`guest_source`], for connections accepted on forwarded
+//! ports): the host's loopback appears as the `--map-host-loopback`
+//! address, the guest's own address as the `--map-guest-addr` address;
+//! other sources the guest could not answer (loopback, unspecified, its own
+//! address) appear as our address on the link; the rest are unchanged.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -31,6 +37,45 @@ pub fn host_destination(config: &Config, dst: IpAddr) -> IpAddr {
             None => dst,
         },
         other => other,
+    }
+}
+
+/// The address a host-side peer `src` appears as to the guest; `None` if
+/// the guest could not reach it and we have no address on the link.
+pub fn guest_source(config: &Config, src: IpAddr) -> Option<IpAddr> {
+    match src.to_canonical() {
+        IpAddr::V4(a) => guest_source4(config, a).map(IpAddr::V4),
+        IpAddr::V6(a) => guest_source6(config, a).map(IpAddr::V6),
+    }
+}
+
+fn guest_source4(config: &Config, src: Ipv4Addr) -> Option<Ipv4Addr> {
+    let ip4 = config.ip4.as_ref()?;
+    let mapped = match src {
+        Ipv4Addr::LOCALHOST => config.nat.map_host_loopback4,
+        a if a == ip4.addr => config.nat.map_guest_addr4,
+        _ => None,
+    };
+    let unreachable = src.is_loopback() || src.is_unspecified() || src == ip4.addr;
+    match (mapped, unreachable) {
+        (Some(a), _) => Some(a),
+        (None, true) => ip4.gateway,
+        (None, false) => Some(src),
+    }
+}
+
+fn guest_source6(config: &Config, src: Ipv6Addr) -> Option<Ipv6Addr> {
+    let ip6 = config.ip6.as_ref()?;
+    let mapped = match src {
+        Ipv6Addr::LOCALHOST => config.nat.map_host_loopback6,
+        a if a == ip6.addr => config.nat.map_guest_addr6,
+        _ => None,
+    };
+    let unreachable = src.is_loopback() || src.is_unspecified() || src == ip6.addr;
+    match (mapped, unreachable) {
+        (Some(a), _) => Some(a),
+        (None, true) => Some(ip6.our_link_local),
+        (None, false) => Some(src),
     }
 }
 
@@ -77,6 +122,26 @@ mod tests {
         );
         let guest6 = IpAddr::V6(c.ip6.as_ref().unwrap().addr);
         assert_eq!(host_destination(&c, v6("2001:db8::77")), guest6);
+    }
+
+    #[test]
+    fn nat_guest_source_maps_loopback_and_own_address() {
+        let c = fixture::config(Mode::Pasta, &[]);
+        let ip4 = c.ip4.as_ref().unwrap();
+        let gw4 = IpAddr::V4(ip4.gateway.unwrap());
+        let lo4 = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        assert_eq!(guest_source(&c, lo4), Some(gw4));
+        assert_eq!(guest_source(&c, IpAddr::V4(ip4.addr)), Some(gw4));
+        let other: IpAddr = "198.51.100.7".parse().unwrap();
+        assert_eq!(guest_source(&c, other), Some(other));
+        let mapped: IpAddr = "::ffff:198.51.100.7".parse().unwrap();
+        assert_eq!(guest_source(&c, mapped), Some(other));
+        let lo6 = IpAddr::V6(Ipv6Addr::LOCALHOST);
+        let gw6 = c.nat.map_host_loopback6.map(IpAddr::V6);
+        let ll6 = IpAddr::V6(c.ip6.as_ref().unwrap().our_link_local);
+        assert_eq!(guest_source(&c, lo6), gw6.or(Some(ll6)));
+        let none = fixture::config(Mode::Pasta, &["--map-host-loopback", "none"]);
+        assert_eq!(guest_source(&none, lo4), Some(gw4), "our link address");
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Process-wide calls: fork, `_exit`, identity (ids, groups) and session.
+//! Process-wide calls: fork, `_exit`, identity (ids, groups), session and
+//! the open-files limit.
 //!
 //! rustix is used where its call has process-wide effect (`getpid`,
 //! `getuid`, `setsid`...). Identity changes go through glibc instead:
@@ -147,9 +148,33 @@ pub fn redirect_stdio(fd: impl AsFd) -> io::Result<()> {
     Ok(())
 }
 
+/// Raises the soft limit of open files (`RLIMIT_NOFILE`) to the hard
+/// limit, as upstream does at start: `-t all` alone needs a listening
+/// socket per port. Returns the new soft limit (`u64::MAX`: unlimited).
+pub fn raise_fd_limit() -> io::Result<u64> {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        let raised = Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        setrlimit(Resource::Nofile, raised)?;
+    }
+    Ok(limit.maximum.unwrap_or(u64::MAX))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fd_limit_is_raised_to_the_hard_limit() {
+        let hard = raise_fd_limit().unwrap();
+        let now = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+        assert_eq!(now.current.unwrap_or(u64::MAX), hard);
+        assert_eq!(now.current, now.maximum);
+    }
 
     #[test]
     fn daemon_process_ids_match_std() {

@@ -4,7 +4,9 @@
 //! Invariant: nothing here panics on any input; a frame that does not parse
 //! is reported as [`FrameClass::Malformed`].
 
+pub mod checksum;
 pub mod echo;
+pub mod tcp;
 
 use etherparse::{EtherType, Ethernet2Slice, IpNumber, Ipv4Slice, Ipv6Slice};
 

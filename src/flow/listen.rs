@@ -1,0 +1,750 @@
+//! The host-side listening sockets of `-t` (TCP port forwarding, host to
+//! guest), REFERENCE.md §1.7: binding them at start-up and accepting the
+//! connections they receive. What happens to an accepted connection is the
+//! TCP flow's business (`super::tcp`).
+//!
+//! Which sockets: one per forwarded port and bind prefix. Without an
+//! address, one dual-stack `::` socket if both IPv4 and IPv6 are enabled
+//! (else, or if that fails, one socket per enabled family, as upstream);
+//! with `ADDR/`, that address only (`IPV6_V6ONLY` for an IPv6 one); `%IF/`
+//! binds the socket to the interface (`SO_BINDTODEVICE`). Every listener
+//! has `SO_REUSEADDR`, `IP(V6)_FREEBIND` with `--freebind`, a backlog of
+//! 128, and is non-blocking and close-on-exec.
+//!
+//! Failures, worded as upstream's: a port of an explicit list that cannot
+//! be bound stops the program; `all` and exclusion-only lists skip such
+//! ports (debug log) and fail only if none binds, or if the process runs
+//! out of descriptors ([`crate::sys::process::raise_fd_limit`] first).
+//! When several rules forward the same port on the same prefix, the last
+//! one wins, as in [`crate::conf::PortRules::port_map`] (the configuration
+//! already warned).
+//!
+//! Invariants: a listener's event token index is its place in the list and
+//! never changes; each listener knows the guest port its host port maps to
+//! (`P:Q` remaps). `auto` (pasta's default) binds nothing: it comes with a
+//! later issue. May call: rustix sockets, `crate::sys::bind_device`,
+//! `crate::event` (registration), `crate::conf` (the specs).
+
+use std::cell::Cell;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::OwnedFd;
+
+use rustix::io::Errno;
+use rustix::net::{AddressFamily, SocketFlags, SocketType, ipproto, sockopt};
+
+use crate::conf::ports::{PortRange, PortRule, PortRules, PortSet};
+use crate::conf::{Config, PortSpec};
+use crate::event::{EventLoop, Interest, Token, TokenKind};
+use crate::sys::bind_device;
+
+/// `listen()` backlog of every forwarding socket (upstream's).
+pub const BACKLOG: i32 = 128;
+
+/// A connection accepted on a forwarded port.
+#[derive(Debug)]
+pub struct Accepted {
+    /// Non-blocking, close-on-exec.
+    pub socket: OwnedFd,
+    /// Who connected (an IPv4-mapped address is given as IPv4).
+    pub peer: SocketAddr,
+    /// The host address and port it connected to (same rule).
+    pub local: SocketAddr,
+    /// The port this connection goes to on the guest.
+    pub guest_port: u16,
+}
+
+/// One bound socket and the guest port its host port maps to.
+#[derive(Debug)]
+struct Listener {
+    fd: OwnedFd,
+    guest_port: u16,
+}
+
+/// The forwarding listeners, in token-index order.
+#[derive(Debug)]
+pub struct Listeners {
+    entries: Vec<Listener>,
+    /// EMFILE/ENFILE on accept was already reported.
+    warned_fd_limit: Cell<bool>,
+}
+
+/// Why the listeners could not be set up; the text is upstream's.
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    /// A port of an explicit list could not be bound.
+    #[error(
+        "Failed to bind port {port} ({}) for option '-{letter} {spec}', exiting",
+        os_message(.source)
+    )]
+    Port {
+        letter: char,
+        port: u16,
+        spec: String,
+        source: io::Error,
+    },
+    /// `all` or an exclusion-only list: not a single port could be bound.
+    #[error("Failed to bind any port for '-{letter} {spec}', exiting")]
+    NoPort { letter: char, spec: String },
+    /// Out of file descriptors while binding `all` or an exclusion list.
+    #[error("Can't open enough sockets for port specifier: {spec}")]
+    TooManyFiles { spec: String },
+    /// The event loop refused a listener (not an upstream message).
+    #[error("Failed to watch the listening socket of port {port}: {}", os_message(.source))]
+    Register { port: u16, source: io::Error },
+}
+
+/// An OS error as `strerror()` words it, without Rust's "(os error N)".
+fn os_message(error: &io::Error) -> String {
+    let text = error.to_string();
+    match text.rfind(" (os error ") {
+        Some(at) if text.ends_with(')') => text[..at].to_string(),
+        _ => text,
+    }
+}
+
+fn is_fd_limit(error: &io::Error) -> bool {
+    matches!(error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+}
+
+/// What one spec, or one rule of a list, asks to bind.
+struct Plan<'c> {
+    /// The spec as given, for messages.
+    spec: &'c str,
+    addr: Option<IpAddr>,
+    iface: Option<&'c str>,
+    /// (host port, guest port), ascending host ports.
+    pairs: Vec<(u16, u16)>,
+    /// `all`, exclusion-only: skip ports that fail, unless all do.
+    tolerant: bool,
+}
+
+impl<'c> Plan<'c> {
+    /// `all`: every non-ephemeral port, to the same port.
+    fn all(ephemeral: PortRange) -> Plan<'static> {
+        Plan {
+            spec: "all",
+            addr: None,
+            iface: None,
+            pairs: (1..=u16::MAX)
+                .filter(|&port| !ephemeral.contains(port))
+                .map(|port| (port, port))
+                .collect(),
+            tolerant: true,
+        }
+    }
+
+    fn of_rule(rule: &'c PortRule, pairs: Vec<(u16, u16)>) -> Plan<'c> {
+        Plan {
+            spec: &rule.spec,
+            addr: rule.addr,
+            iface: rule.iface.as_deref(),
+            pairs,
+            tolerant: rule.is_exclusion_only(),
+        }
+    }
+}
+
+/// One plan per rule, each without the ports a later rule (or a later item
+/// of the same rule) forwards on the same address and interface.
+fn rule_plans(rules: &PortRules, ephemeral: PortRange) -> Vec<Plan<'_>> {
+    let mut taken: Vec<(Option<IpAddr>, Option<&str>, PortSet)> = Vec::new();
+    let mut plans = Vec::new();
+    for rule in rules.rules.iter().rev() {
+        let set = taken_on(&mut taken, rule);
+        let forwards: Vec<(u16, u16)> = rule.forwards(ephemeral).collect();
+        let mut pairs: Vec<(u16, u16)> = forwards
+            .into_iter()
+            .rev()
+            .filter(|&(port, _)| set.insert(port))
+            .collect();
+        pairs.reverse();
+        plans.push(Plan::of_rule(rule, pairs));
+    }
+    plans.reverse();
+    plans
+}
+
+/// The ports already claimed on `rule`'s address and interface.
+fn taken_on<'t, 'r>(
+    taken: &'t mut Vec<(Option<IpAddr>, Option<&'r str>, PortSet)>,
+    rule: &'r PortRule,
+) -> &'t mut PortSet {
+    let key = (rule.addr, rule.iface.as_deref());
+    let at = match taken.iter().position(|(a, i, _)| (*a, *i) == key) {
+        Some(at) => at,
+        None => {
+            taken.push((key.0, key.1, PortSet::new()));
+            taken.len() - 1
+        }
+    };
+    &mut taken[at].2
+}
+
+/// How listeners are made: which families are enabled, `--freebind`.
+struct Binder {
+    v4: bool,
+    v6: bool,
+    freebind: bool,
+}
+
+impl Binder {
+    fn new(config: &Config) -> Binder {
+        Binder {
+            v4: config.ip4.is_some(),
+            v6: config.ip6.is_some(),
+            freebind: config.fwd.freebind,
+        }
+    }
+
+    /// The socket(s) for one port of a plan.
+    fn bind_port(&self, plan: &Plan<'_>, port: u16) -> io::Result<Vec<OwnedFd>> {
+        match plan.addr {
+            Some(addr) => Ok(vec![self.bind_one(
+                SocketAddr::new(addr, port),
+                true,
+                plan.iface,
+            )?]),
+            None => self.bind_unspecified(plan.iface, port),
+        }
+    }
+
+    /// No address given: dual-stack if both families are enabled, else
+    /// (or if that fails) one socket per enabled family; an error only if
+    /// none could be bound.
+    fn bind_unspecified(&self, iface: Option<&str>, port: u16) -> io::Result<Vec<OwnedFd>> {
+        let any4 = SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), port);
+        let any6 = SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), port);
+        if self.v4 && self.v6 {
+            match self.bind_one(any6, false, iface) {
+                Ok(fd) => return Ok(vec![fd]),
+                Err(e) if is_fd_limit(&e) => return Err(e),
+                Err(e) => log::trace!("TCP: no dual-stack listener on port {port}: {e}"),
+            }
+        }
+        let mut fds = Vec::new();
+        let mut first_error = None;
+        let addrs = [self.v4.then_some(any4), self.v6.then_some(any6)];
+        for addr in addrs.into_iter().flatten() {
+            match self.bind_one(addr, true, iface) {
+                Ok(fd) => fds.push(fd),
+                Err(e) => _ = first_error.get_or_insert(e),
+            }
+        }
+        match first_error {
+            Some(e) if fds.is_empty() => Err(e),
+            _ if fds.is_empty() => Err(Errno::AFNOSUPPORT.into()),
+            _ => Ok(fds),
+        }
+    }
+
+    /// One listening socket on `addr`.
+    fn bind_one(&self, addr: SocketAddr, v6only: bool, iface: Option<&str>) -> io::Result<OwnedFd> {
+        let (family, enabled) = match addr {
+            SocketAddr::V4(_) => (AddressFamily::INET, self.v4),
+            SocketAddr::V6(_) => (AddressFamily::INET6, self.v6),
+        };
+        if !enabled {
+            return Err(Errno::AFNOSUPPORT.into());
+        }
+        let fd = rustix::net::socket_with(
+            family,
+            SocketType::STREAM,
+            SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+            Some(ipproto::TCP),
+        )?;
+        sockopt::set_socket_reuseaddr(&fd, true)?;
+        if addr.is_ipv6() {
+            sockopt::set_ipv6_v6only(&fd, v6only)?;
+        }
+        if let Some(name) = iface {
+            bind_device::set_bind_to_device(&fd, name)?;
+        }
+        if self.freebind {
+            match addr {
+                SocketAddr::V4(_) => sockopt::set_ip_freebind(&fd, true)?,
+                SocketAddr::V6(_) => sockopt::set_ipv6_freebind(&fd, true)?,
+            }
+        }
+        rustix::net::bind(&fd, &addr)?;
+        rustix::net::listen(&fd, BACKLOG)?;
+        Ok(fd)
+    }
+}
+
+/// IPv4-mapped IPv6 addresses (from dual-stack sockets) as plain IPv4.
+fn unmapped(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(v4.into(), v6.port()),
+            None => addr,
+        },
+        SocketAddr::V4(_) => addr,
+    }
+}
+
+impl Listeners {
+    /// No listeners.
+    pub fn none() -> Listeners {
+        Listeners {
+            entries: Vec::new(),
+            warned_fd_limit: Cell::new(false),
+        }
+    }
+
+    /// Binds the listeners for `config.fwd.tcp_in` (a list or `all`;
+    /// `none` and `auto` bind nothing) and registers each with `events` as
+    /// `Token::new(TokenKind::TcpListener, i)`, `i` its place in the list.
+    pub fn bind_tcp(config: &Config, events: &EventLoop) -> Result<Listeners, BindError> {
+        let ephemeral = config.fwd.ephemeral_ports;
+        let plans = match &config.fwd.tcp_in {
+            PortSpec::None | PortSpec::Auto => return Ok(Listeners::none()),
+            PortSpec::All => vec![Plan::all(ephemeral)],
+            PortSpec::Rules(rules) => rule_plans(rules, ephemeral),
+        };
+        let binder = Binder::new(config);
+        let mut listeners = Listeners::none();
+        for plan in &plans {
+            listeners.bind_plan(&binder, plan, 't')?;
+        }
+        listeners.register(events, TokenKind::TcpListener)?;
+        Ok(listeners)
+    }
+
+    fn bind_plan(
+        &mut self,
+        binder: &Binder,
+        plan: &Plan<'_>,
+        letter: char,
+    ) -> Result<(), BindError> {
+        let mut bound_any = false;
+        for &(port, guest_port) in &plan.pairs {
+            match binder.bind_port(plan, port) {
+                Ok(fds) => {
+                    bound_any = true;
+                    let bound = fds.into_iter().map(|fd| Listener { fd, guest_port });
+                    self.entries.extend(bound);
+                }
+                Err(e) if plan.tolerant && is_fd_limit(&e) => {
+                    let spec = plan.spec.to_string();
+                    return Err(BindError::TooManyFiles { spec });
+                }
+                Err(e) if plan.tolerant => log::debug!("Failed to bind port {port}: {e}"),
+                Err(source) => {
+                    let spec = plan.spec.to_string();
+                    return Err(BindError::Port {
+                        letter,
+                        port,
+                        spec,
+                        source,
+                    });
+                }
+            }
+        }
+        if plan.tolerant && !bound_any && !plan.pairs.is_empty() {
+            let spec = plan.spec.to_string();
+            return Err(BindError::NoPort { letter, spec });
+        }
+        Ok(())
+    }
+
+    fn register(&self, events: &EventLoop, kind: TokenKind) -> Result<(), BindError> {
+        for (i, listener) in self.entries.iter().enumerate() {
+            let index = u32::try_from(i).unwrap_or(u32::MAX);
+            events
+                .add(&listener.fd, Token::new(kind, index), Interest::READ)
+                .map_err(|source| BindError::Register {
+                    port: local_port(&listener.fd),
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Accepts one waiting connection on listener `index` (a token
+    /// index). `None` when nothing waits, the index is unknown, or accept
+    /// failed (logged).
+    pub fn accept(&self, index: u32) -> Option<Accepted> {
+        let listener = self.entries.get(usize::try_from(index).ok()?)?;
+        let flags = SocketFlags::NONBLOCK | SocketFlags::CLOEXEC;
+        let (socket, peer) = match rustix::net::acceptfrom_with(&listener.fd, flags) {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                self.accept_failed(e);
+                return None;
+            }
+        };
+        let peer = peer.and_then(|a| SocketAddr::try_from(a).ok());
+        let local = rustix::net::getsockname(&socket)
+            .ok()
+            .and_then(|a| SocketAddr::try_from(a).ok());
+        let (Some(peer), Some(local)) = (peer, local) else {
+            log::debug!("TCP: accepted a connection without addresses, closed");
+            return None;
+        };
+        Some(Accepted {
+            socket,
+            peer: unmapped(peer),
+            local: unmapped(local),
+            guest_port: listener.guest_port,
+        })
+    }
+
+    fn accept_failed(&self, error: Errno) {
+        match error {
+            Errno::AGAIN => {}
+            Errno::MFILE | Errno::NFILE if !self.warned_fd_limit.replace(true) => log::warn!(
+                "Can't accept forwarded TCP connections: {} (open files limit)",
+                os_message(&error.into())
+            ),
+            _ => log::debug!("TCP: accept on a forwarded port failed: {error}"),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+impl Default for Listeners {
+    fn default() -> Self {
+        Listeners::none()
+    }
+}
+
+/// The port a socket is bound to (0 if unknown), for messages.
+fn local_port(fd: &OwnedFd) -> u16 {
+    rustix::net::getsockname(fd)
+        .ok()
+        .and_then(|a| SocketAddr::try_from(a).ok())
+        .map_or(0, |a| a.port())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conf::{Mode, fixture};
+    use crate::event::Ready;
+    use std::net::TcpStream;
+    use std::time::Duration;
+
+    /// Runs `f` in a fresh network namespace with `lo` up.
+    fn in_private_netns(f: impl FnOnce() + Send) {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                crate::sys::ns::unshare_net_thread().expect("unshare");
+                let mut nl = crate::netlink::Netlink::open().unwrap();
+                let lo = nl.link_index("lo").unwrap().unwrap();
+                nl.set_link_up(lo).unwrap();
+                f();
+            })
+            .join()
+            .unwrap();
+        });
+    }
+
+    fn bind(mode: Mode, args: &[&str]) -> Result<Listeners, BindError> {
+        let config = fixture::config(mode, args);
+        Listeners::bind_tcp(&config, &EventLoop::new().unwrap())
+    }
+
+    fn bound(mode: Mode, args: &[&str]) -> Listeners {
+        bind(mode, args).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    }
+
+    fn bind_error(mode: Mode, args: &[&str]) -> String {
+        match bind(mode, args) {
+            Ok(l) => panic!("{args:?}: {} listeners", l.len()),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    /// Binds with the ephemeral range changed (to keep `all` small).
+    fn bound_with_ephemeral(args: &[&str], ephemeral: PortRange) -> Result<Listeners, BindError> {
+        let mut config = fixture::config(Mode::Passt, args);
+        config.fwd.ephemeral_ports = ephemeral;
+        Listeners::bind_tcp(&config, &EventLoop::new().unwrap())
+    }
+
+    fn addr(text: &str) -> SocketAddr {
+        text.parse().unwrap()
+    }
+
+    /// The listener indices bound to `port`.
+    fn indices_of(listeners: &Listeners, port: u16) -> Vec<u32> {
+        (0..listeners.len())
+            .filter(|&i| local_port(&listeners.entries[i].fd) == port)
+            .map(|i| i as u32)
+            .collect()
+    }
+
+    /// Accepts on `index`, retrying briefly.
+    fn accept_soon(listeners: &Listeners, index: u32) -> Accepted {
+        for _ in 0..100 {
+            if let Some(accepted) = listeners.accept(index) {
+                return accepted;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        panic!("nothing to accept on listener {index}");
+    }
+
+    /// Connects to `to`, accepts on the only listener of its port, checks
+    /// the addresses and returns the guest port.
+    fn connect_and_accept(listeners: &Listeners, to: &str) -> u16 {
+        let to = addr(to);
+        let client = TcpStream::connect(to).unwrap_or_else(|e| panic!("{to}: {e}"));
+        let [index] = indices_of(listeners, to.port())[..] else {
+            panic!("not one listener on {to}")
+        };
+        let accepted = accept_soon(listeners, index);
+        assert_eq!(accepted.peer, client.local_addr().unwrap());
+        assert_eq!(accepted.local, to);
+        accepted.guest_port
+    }
+
+    fn refused(to: &str) -> bool {
+        let err = TcpStream::connect(addr(to)).unwrap_err();
+        err.kind() == io::ErrorKind::ConnectionRefused
+    }
+
+    #[test]
+    fn listen_single_port_dual_stack_reports_its_token() {
+        in_private_netns(|| {
+            let config = fixture::config(Mode::Passt, &["-t", "8080"]);
+            let mut events = EventLoop::new().unwrap();
+            let listeners = Listeners::bind_tcp(&config, &events).unwrap();
+            assert_eq!(listeners.len(), 1);
+            let _client = TcpStream::connect("127.0.0.1:8080").unwrap();
+            let mut ready: Vec<Ready> = Vec::new();
+            events.wait(&mut ready).unwrap();
+            let token = Token::new(TokenKind::TcpListener, 0);
+            assert!(ready.iter().any(|r| r.token == token && r.readable));
+            let accepted = listeners.accept(0).unwrap();
+            assert_eq!(accepted.guest_port, 8080);
+            assert_eq!(accepted.local, addr("127.0.0.1:8080"));
+        });
+    }
+
+    #[test]
+    fn listen_dual_stack_accepts_both_families_with_plain_addresses() {
+        in_private_netns(|| {
+            let listeners = bound(Mode::Pasta, &["-t", "8080"]);
+            assert_eq!(listeners.len(), 1);
+            for to in ["127.0.0.1:8080", "[::1]:8080"] {
+                // The peer compares equal to the client's own (plain IPv4
+                // for 127.0.0.1, not ::ffff:127.0.0.1).
+                assert_eq!(connect_and_accept(&listeners, to), 8080, "{to}");
+            }
+        });
+    }
+
+    #[test]
+    fn listen_one_family_only() {
+        in_private_netns(|| {
+            let v4 = bound(Mode::Passt, &["-4", "-t", "8080"]);
+            assert_eq!(v4.len(), 1);
+            assert_eq!(connect_and_accept(&v4, "127.0.0.1:8080"), 8080);
+            assert!(refused("[::1]:8080"));
+            drop(v4);
+            let v6 = bound(Mode::Passt, &["-6", "-t", "8080"]);
+            assert_eq!(connect_and_accept(&v6, "[::1]:8080"), 8080);
+            assert!(refused("127.0.0.1:8080"));
+        });
+    }
+
+    #[test]
+    fn listen_remap_gives_the_target_port() {
+        in_private_netns(|| {
+            let listeners = bound(Mode::Passt, &["-t", "8080:80"]);
+            assert_eq!(listeners.len(), 1);
+            assert_eq!(connect_and_accept(&listeners, "127.0.0.1:8080"), 80);
+            assert!(refused("127.0.0.1:80"));
+        });
+    }
+
+    #[test]
+    fn listen_range_and_mapped_range() {
+        in_private_netns(|| {
+            let listeners = bound(Mode::Passt, &["-t", "8000-8009"]);
+            assert_eq!(listeners.len(), 10);
+            assert_eq!(indices_of(&listeners, 8005), vec![5]);
+            assert_eq!(connect_and_accept(&listeners, "127.0.0.1:8005"), 8005);
+            drop(listeners);
+            let listeners = bound(Mode::Passt, &["-t", "8000-8009:9000-9009"]);
+            assert_eq!(connect_and_accept(&listeners, "[::1]:8009"), 9009);
+        });
+    }
+
+    #[test]
+    fn listen_with_exclusions() {
+        in_private_netns(|| {
+            let listeners = bound(Mode::Passt, &["-t", "8000-8010,~8003-8005"]);
+            assert_eq!(listeners.len(), 8);
+            assert!(refused("127.0.0.1:8004"));
+            assert_eq!(connect_and_accept(&listeners, "127.0.0.1:8006"), 8006);
+        });
+    }
+
+    #[test]
+    fn listen_exclusion_only_binds_the_other_non_ephemeral_ports() {
+        in_private_netns(|| {
+            crate::sys::process::raise_fd_limit().unwrap();
+            let ephemeral = PortRange::new(1025, 65535);
+            let listeners = bound_with_ephemeral(&["-t", "~22,~80-89"], ephemeral).unwrap();
+            assert_eq!(listeners.len(), 1024 - 11);
+            assert!(refused("127.0.0.1:22") && refused("127.0.0.1:85"));
+            assert_eq!(connect_and_accept(&listeners, "127.0.0.1:90"), 90);
+        });
+    }
+
+    #[test]
+    fn listen_address_bound_rule_listens_only_there() {
+        in_private_netns(|| {
+            let listeners = bound(Mode::Passt, &["-t", "127.0.0.1/8080"]);
+            assert_eq!(listeners.len(), 1);
+            assert!(refused("127.0.0.2:8080"));
+            assert!(refused("[::1]:8080"));
+            assert_eq!(connect_and_accept(&listeners, "127.0.0.1:8080"), 8080);
+            drop(listeners);
+            let listeners = bound(Mode::Passt, &["-t", "[::1]/8080:80"]);
+            assert!(refused("127.0.0.1:8080"), "IPV6_V6ONLY");
+            assert_eq!(connect_and_accept(&listeners, "[::1]:8080"), 80);
+        });
+    }
+
+    #[test]
+    fn listen_interface_bound_rule() {
+        in_private_netns(|| {
+            let listeners = bound(Mode::Passt, &["-t", "%lo/8080"]);
+            assert_eq!(connect_and_accept(&listeners, "127.0.0.1:8080"), 8080);
+            drop(listeners);
+            let err = bind_error(Mode::Passt, &["-t", "%prsnoif0/8080"]);
+            assert_eq!(
+                err,
+                "Failed to bind port 8080 (No such device) for option \
+                 '-t %prsnoif0/8080', exiting"
+            );
+        });
+    }
+
+    #[test]
+    fn listen_later_rule_wins_a_shared_port() {
+        in_private_netns(|| {
+            let args = ["-t", "8000-8002", "-t", "8001:9001"];
+            let listeners = bound(Mode::Passt, &args);
+            assert_eq!(listeners.len(), 3);
+            assert_eq!(connect_and_accept(&listeners, "127.0.0.1:8001"), 9001);
+            assert_eq!(connect_and_accept(&listeners, "127.0.0.1:8002"), 8002);
+            let listeners = bound(Mode::Passt, &["-t", "9000:1,9000:2"]);
+            assert_eq!(listeners.len(), 1);
+            assert_eq!(connect_and_accept(&listeners, "127.0.0.1:9000"), 2);
+        });
+    }
+
+    #[test]
+    fn listen_all_binds_non_ephemeral_ports_and_skips_taken_ones() {
+        in_private_netns(|| {
+            crate::sys::process::raise_fd_limit().unwrap();
+            let taken = std::net::TcpListener::bind("[::]:1500").unwrap();
+            let ephemeral = PortRange::new(2001, 65535);
+            let listeners = bound_with_ephemeral(&["-t", "all"], ephemeral).unwrap();
+            assert_eq!(listeners.len(), 1999);
+            assert!(indices_of(&listeners, 1500).is_empty());
+            assert!(indices_of(&listeners, 2001).is_empty());
+            assert_eq!(connect_and_accept(&listeners, "[::1]:1999"), 1999);
+            let _client = TcpStream::connect("127.0.0.1:1500").unwrap();
+            assert!(taken.accept().is_ok(), "the taken port stays its owner's");
+        });
+    }
+
+    #[test]
+    fn listen_all_fails_only_if_no_port_binds() {
+        in_private_netns(|| {
+            let _taken = std::net::TcpListener::bind("[::]:1").unwrap();
+            let ephemeral = PortRange::new(2, 65535);
+            let err = bound_with_ephemeral(&["-t", "all"], ephemeral).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                "Failed to bind any port for '-t all', exiting"
+            );
+        });
+    }
+
+    #[test]
+    fn listen_explicit_port_taken_is_an_error() {
+        in_private_netns(|| {
+            let _taken = std::net::TcpListener::bind("[::]:8080").unwrap();
+            assert_eq!(
+                bind_error(Mode::Passt, &["-t", "8079-8081"]),
+                "Failed to bind port 8080 (Address already in use) for option \
+                 '-t 8079-8081', exiting"
+            );
+            let _taken4 = std::net::TcpListener::bind("127.0.0.1:9090").unwrap();
+            assert_eq!(
+                bind_error(Mode::Pasta, &["-t", "127.0.0.1/9090"]),
+                "Failed to bind port 9090 (Address already in use) for option \
+                 '-t 127.0.0.1/9090', exiting"
+            );
+        });
+    }
+
+    #[test]
+    fn listen_address_of_a_disabled_family_is_an_error() {
+        in_private_netns(|| {
+            assert_eq!(
+                bind_error(Mode::Passt, &["-4", "-t", "::1/8080"]),
+                "Failed to bind port 8080 (Address family not supported by protocol) \
+                 for option '-t ::1/8080', exiting"
+            );
+        });
+    }
+
+    #[test]
+    fn listen_freebind_allows_a_foreign_address() {
+        in_private_netns(|| {
+            assert_eq!(
+                bind_error(Mode::Passt, &["-t", "192.0.2.99/8080"]),
+                "Failed to bind port 8080 (Cannot assign requested address) for \
+                 option '-t 192.0.2.99/8080', exiting"
+            );
+            let listeners = bound(Mode::Passt, &["--freebind", "-t", "192.0.2.99/8080"]);
+            assert_eq!(listeners.len(), 1);
+            let args = ["--freebind", "-t", "[2001:db8::99]/8080"];
+            assert_eq!(bound(Mode::Passt, &args).len(), 1);
+            assert!(bind(Mode::Passt, &["-t", "[2001:db8::99]/8080"]).is_err());
+        });
+    }
+
+    #[test]
+    fn listen_accept_returns_none_when_nothing_waits() {
+        in_private_netns(|| {
+            let listeners = bound(Mode::Passt, &["-t", "8080"]);
+            assert!(listeners.accept(0).is_none());
+            assert!(listeners.accept(1).is_none());
+            assert!(listeners.accept(u32::MAX).is_none());
+        });
+    }
+
+    #[test]
+    fn listen_none_and_auto_bind_nothing() {
+        in_private_netns(|| {
+            assert!(bound(Mode::Passt, &[]).is_empty());
+            assert!(bound(Mode::Passt, &["-t", "none"]).is_empty());
+            assert!(bound(Mode::Pasta, &[]).is_empty(), "pasta's default: auto");
+            assert!(Listeners::none().accept(0).is_none());
+        });
+    }
+
+    #[test]
+    fn listen_os_message_drops_the_error_number() {
+        let e = io::Error::from_raw_os_error(libc::EADDRINUSE);
+        assert_eq!(os_message(&e), "Address already in use");
+        let custom = io::Error::other("plain");
+        assert_eq!(os_message(&custom), "plain");
+    }
+}
