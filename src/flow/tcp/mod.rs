@@ -103,6 +103,10 @@ pub struct TcpFlows {
     skip: Option<Box<[u8]>>,
     /// Connections with an ACK due at the end of the batch.
     ack_due: Vec<FlowId>,
+    /// In-order guest data of one connection (`staged_for`) gathered over
+    /// a batch, written at once (at most [`TAIL_MAX`] bytes).
+    staged: Vec<u8>,
+    staged_for: Option<FlowId>,
     /// The guest's addresses as last seen in its segments.
     guest4: Option<Ipv4Addr>,
     guest6: Option<Ipv6Addr>,
@@ -172,6 +176,8 @@ impl TcpFlows {
             tx: vec![0; TX_SLOTS * TX_SLOT].into_boxed_slice(),
             skip: (!peek_offset).then(|| vec![0; MAX_WINDOW as usize].into_boxed_slice()),
             ack_due: Vec::with_capacity(1024),
+            staged: Vec::with_capacity(TAIL_MAX),
+            staged_for: None,
             guest4: config.ip4.as_ref().map(|c| c.addr),
             guest6: config.ip6.as_ref().map(|c| c.addr),
             link_mss4: link_mss(config.mtu, 20),
@@ -315,6 +321,9 @@ impl TcpFlows {
 
     /// A guest segment for connection `id`.
     fn segment_for(&mut self, flows: &mut Flows, ctx: &mut Ctx<'_>, id: FlowId, seg: &Segment<'_>) {
+        if self.staged_for.is_some_and(|staged| staged != id) {
+            self.flush_staged(flows, ctx);
+        }
         let Some((ends, conn)) = conn_of(flows, ctx, id) else {
             return;
         };
@@ -423,7 +432,7 @@ impl TcpFlows {
         let accepted = if conn.guest_fin {
             0
         } else {
-            write_or_keep(conn, new)?
+            self.take_data(id, conn, new)?
         };
         if accepted < new.len() {
             self.counters.refused_bytes += (new.len() - accepted) as u64;
@@ -441,10 +450,72 @@ impl TcpFlows {
         if fin_now && fin_is_next {
             conn.seq_from_guest = conn.seq_from_guest.wrapping_add(1);
             conn.guest_fin = true;
+            self.write_staged(conn)?;
             shutdown_when_flushed(conn)?;
         }
         self.queue_ack(id, conn);
         Ok(())
+    }
+
+    /// Takes in-order guest data: staged while the batch lasts, so that
+    /// consecutive segments of one connection go out in one write (the
+    /// tail is empty whenever data is staged, so what the socket does not
+    /// take fits in it). Returns the bytes accepted.
+    fn take_data(&mut self, id: FlowId, conn: &mut TcpConn, data: &[u8]) -> io::Result<usize> {
+        if self.staged.len() + data.len() > TAIL_MAX {
+            self.write_staged(conn)?;
+        }
+        if !conn.tail.is_empty() || data.len() > TAIL_MAX {
+            return write_or_keep(conn, data);
+        }
+        self.staged.extend_from_slice(data);
+        self.staged_for = Some(id);
+        Ok(data.len())
+    }
+
+    /// Writes the staged data of `conn` (the connection it belongs to);
+    /// what the socket does not take goes to the tail.
+    fn write_staged(&mut self, conn: &mut TcpConn) -> io::Result<()> {
+        self.staged_for = None;
+        if self.staged.is_empty() {
+            return Ok(());
+        }
+        let written = match send(&conn.socket, &self.staged) {
+            Ok(n) => n,
+            Err(e) if would_block(&e) => 0,
+            Err(e) => {
+                self.staged.clear();
+                return Err(e);
+            }
+        };
+        let rest = &self.staged[written..];
+        if !rest.is_empty() && conn.tail.capacity() == 0 {
+            conn.tail.reserve_exact(TAIL_MAX);
+        }
+        conn.tail.extend_from_slice(rest);
+        self.staged.clear();
+        Ok(())
+    }
+
+    /// Writes the staged data to its connection's socket (end of a batch,
+    /// or another connection's segment is next).
+    fn flush_staged(&mut self, flows: &mut Flows, ctx: &mut Ctx<'_>) {
+        let Some(id) = self.staged_for else {
+            return;
+        };
+        let Some((_, conn)) = conn_of(flows, ctx, id) else {
+            self.staged.clear();
+            self.staged_for = None;
+            return;
+        };
+        let result = self
+            .write_staged(conn)
+            .and_then(|()| shutdown_when_flushed(conn));
+        self.update_interest(ctx, id, conn);
+        if let Err(e) = result {
+            log::debug!("TCP: write to host socket: {e}");
+            self.close(flows, ctx, id, Close::ResetBoth);
+        }
     }
 
     fn queue_ack(&mut self, id: FlowId, conn: &mut TcpConn) {
@@ -454,8 +525,10 @@ impl TcpFlows {
         }
     }
 
-    /// Sends the ACKs due after a batch of guest frames.
+    /// Writes the staged guest data, then sends the ACKs due after a batch
+    /// of guest frames.
     pub fn flush_acks(&mut self, flows: &mut Flows, ctx: &mut Ctx<'_>) {
+        self.flush_staged(flows, ctx);
         let mut due = std::mem::take(&mut self.ack_due);
         for &id in &due {
             if let Some((ends, conn)) = conn_of(flows, ctx, id) {
@@ -477,7 +550,7 @@ impl TcpFlows {
     fn window_field(&self, conn: &mut TcpConn) -> u16 {
         let buffer = sock::send_buffer_use(&conn.socket)
             .unwrap_or(sock::SendBufferUse { size: 0, queued: 0 });
-        let tail_room = TAIL_MAX - conn.tail.len();
+        let tail_room = TAIL_MAX.saturating_sub(conn.tail.len() + self.staged.len());
         let payload_room = buffer.free() as usize / SEND_BUFFER_OVERHEAD;
         let room = (payload_room + tail_room).min(MAX_WINDOW as usize);
         let smallest = usize::from(conn.mss).min(buffer.size as usize / 2).max(1);
@@ -909,6 +982,10 @@ impl TcpFlows {
         let Some(flow) = flows.remove(id) else {
             return;
         };
+        if self.staged_for == Some(id) {
+            self.staged.clear();
+            self.staged_for = None;
+        }
         let guest = *flow.side(Side::Guest);
         let FlowState::Tcp(conn) = flow.state else {
             return;
