@@ -66,6 +66,10 @@ const TX_SLOTS: usize = 128;
 const TX_SLOT: usize = 65536;
 /// Largest IP packet, the bound of our MSS whatever the MTU.
 const MAX_IP_PACKET: usize = 65535;
+/// Bounds of the MSS set on host sockets (the kernel refuses values above
+/// 32767, its largest unscaled window).
+const MIN_MSS: u16 = 536;
+const MAX_MSS: u16 = 32767;
 /// The send buffer is accounted with per-buffer overhead (`truesize`): at
 /// most 1/this of its free room is offered as payload room.
 const SEND_BUFFER_OVERHEAD: usize = 2;
@@ -250,7 +254,8 @@ impl TcpFlows {
                 return;
             }
         };
-        let socket = match connect_socket(ctx.config, dst, self.sndbuf) {
+        let guest_mss = seg.options.mss.unwrap_or(conn::DEFAULT_MSS);
+        let socket = match connect_socket(ctx.config, dst, self.sndbuf, guest_mss) {
             Ok(s) => s,
             Err(e) => {
                 log::debug!("TCP: connect to {dst}: {e}");
@@ -1187,8 +1192,15 @@ fn send_control(ctx: &mut Ctx<'_>, ends: &Endpoints, ctl: &Control, options: &Tc
 }
 
 /// A non-blocking socket connecting to `dst`, bound to the `-o` address
-/// and the `--outbound-if4/6` interface if given.
-fn connect_socket(config: &Config, dst: SocketAddr, sndbuf: Option<usize>) -> io::Result<OwnedFd> {
+/// and the `--outbound-if4/6` interface if given, announcing the guest's
+/// MSS to the far end (MSS clamping: the far end sends segments the guest
+/// could have taken).
+fn connect_socket(
+    config: &Config,
+    dst: SocketAddr,
+    sndbuf: Option<usize>,
+    guest_mss: u16,
+) -> io::Result<OwnedFd> {
     let family = match dst {
         SocketAddr::V4(_) => AddressFamily::INET,
         SocketAddr::V6(_) => AddressFamily::INET6,
@@ -1217,6 +1229,9 @@ fn connect_socket(config: &Config, dst: SocketAddr, sndbuf: Option<usize>) -> io
         rustix::net::bind(&socket, &SocketAddr::new(addr, 0))?;
     }
     tune_socket(&socket, sndbuf, false);
+    if let Err(e) = sock::set_tcp_maxseg(&socket, guest_mss.clamp(MIN_MSS, MAX_MSS)) {
+        log::debug!("TCP: TCP_MAXSEG: {e}");
+    }
     match rustix::net::connect(&socket, &dst) {
         Ok(()) | Err(Errno::INPROGRESS) => Ok(socket),
         Err(e) => Err(e.into()),
