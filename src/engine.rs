@@ -202,6 +202,7 @@ impl Engine {
         icmp::expire(&mut self.core.flows, now, events);
         self.core
             .with_tcp(events, |tcp, flows, _, ctx| tcp.on_tick(flows, ctx, now));
+        self.core.listeners.resume(events);
         if self.core.ra.due(now) {
             self.core.unsolicited_ra();
         }

@@ -25,7 +25,7 @@
 //! later issue. May call: rustix sockets, `crate::sys::bind_device`,
 //! `crate::event` (registration), `crate::conf` (the specs).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::OwnedFd;
@@ -67,6 +67,10 @@ pub struct Listeners {
     entries: Vec<Listener>,
     /// EMFILE/ENFILE on accept was already reported.
     warned_fd_limit: Cell<bool>,
+    /// Listeners taken out of the event loop because no descriptor was
+    /// left to accept with (a level-triggered listener would wake the loop
+    /// without end); [`Listeners::resume`] puts them back on the tick.
+    paused: RefCell<Vec<u32>>,
 }
 
 /// Why the listeners could not be set up; the text is upstream's.
@@ -289,6 +293,7 @@ impl Listeners {
         Listeners {
             entries: Vec::new(),
             warned_fd_limit: Cell::new(false),
+            paused: RefCell::new(Vec::new()),
         }
     }
 
@@ -364,13 +369,16 @@ impl Listeners {
     /// Accepts one waiting connection on listener `index` (a token
     /// index). `None` when nothing waits, the index is unknown, or accept
     /// failed (logged).
-    pub fn accept(&self, index: u32) -> Option<Accepted> {
+    pub fn accept(&self, index: u32, events: &EventLoop) -> Option<Accepted> {
         let listener = self.entries.get(usize::try_from(index).ok()?)?;
         let flags = SocketFlags::NONBLOCK | SocketFlags::CLOEXEC;
         let (socket, peer) = match rustix::net::acceptfrom_with(&listener.fd, flags) {
             Ok(accepted) => accepted,
             Err(e) => {
                 self.accept_failed(e);
+                if matches!(e, Errno::MFILE | Errno::NFILE) {
+                    self.pause(index, &listener.fd, events);
+                }
                 return None;
             }
         };
@@ -388,6 +396,25 @@ impl Listeners {
             local: unmapped(local),
             guest_port: listener.guest_port,
         })
+    }
+
+    fn pause(&self, index: u32, fd: &OwnedFd, events: &EventLoop) {
+        if events.delete(fd).is_ok() {
+            self.paused.borrow_mut().push(index);
+        }
+    }
+
+    /// Watches the paused listeners again (on the periodic tick: maybe
+    /// descriptors were freed).
+    pub fn resume(&self, events: &EventLoop) {
+        for index in self.paused.borrow_mut().drain(..) {
+            if let Some(listener) = self.entries.get(index as usize) {
+                let token = Token::new(TokenKind::TcpListener, index);
+                if let Err(e) = events.add(&listener.fd, token, Interest::READ) {
+                    log::debug!("TCP: watching a forwarded port again: {e}");
+                }
+            }
+        }
     }
 
     fn accept_failed(&self, error: Errno) {
@@ -484,8 +511,9 @@ mod tests {
 
     /// Accepts on `index`, retrying briefly.
     fn accept_soon(listeners: &Listeners, index: u32) -> Accepted {
+        let events = EventLoop::new().unwrap();
         for _ in 0..100 {
-            if let Some(accepted) = listeners.accept(index) {
+            if let Some(accepted) = listeners.accept(index, &events) {
                 return accepted;
             }
             std::thread::sleep(Duration::from_millis(5));
@@ -524,7 +552,7 @@ mod tests {
             events.wait(&mut ready).unwrap();
             let token = Token::new(TokenKind::TcpListener, 0);
             assert!(ready.iter().any(|r| r.token == token && r.readable));
-            let accepted = listeners.accept(0).unwrap();
+            let accepted = listeners.accept(0, &events).unwrap();
             assert_eq!(accepted.guest_port, 8080);
             assert_eq!(accepted.local, addr("127.0.0.1:8080"));
         });
@@ -724,9 +752,10 @@ mod tests {
     fn listen_accept_returns_none_when_nothing_waits() {
         in_private_netns(|| {
             let listeners = bound(Mode::Passt, &["-t", "8080"]);
-            assert!(listeners.accept(0).is_none());
-            assert!(listeners.accept(1).is_none());
-            assert!(listeners.accept(u32::MAX).is_none());
+            let events = EventLoop::new().unwrap();
+            assert!(listeners.accept(0, &events).is_none());
+            assert!(listeners.accept(1, &events).is_none());
+            assert!(listeners.accept(u32::MAX, &events).is_none());
         });
     }
 
@@ -736,7 +765,8 @@ mod tests {
             assert!(bound(Mode::Passt, &[]).is_empty());
             assert!(bound(Mode::Passt, &["-t", "none"]).is_empty());
             assert!(bound(Mode::Pasta, &[]).is_empty(), "pasta's default: auto");
-            assert!(Listeners::none().accept(0).is_none());
+            let events = EventLoop::new().unwrap();
+            assert!(Listeners::none().accept(0, &events).is_none());
         });
     }
 

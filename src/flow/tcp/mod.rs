@@ -853,7 +853,7 @@ impl TcpFlows {
         index: u32,
     ) {
         for _ in 0..ACCEPT_BURST {
-            let Some(accepted) = listeners.accept(index) else {
+            let Some(accepted) = listeners.accept(index, ctx.events) else {
                 return;
             };
             self.open_from_host(flows, ctx, accepted);
