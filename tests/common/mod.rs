@@ -157,6 +157,8 @@ fn package_of(tool: &str) -> &'static str {
         "ping" => "iputils-ping",
         "busybox" => "busybox",
         "socat" => "socat",
+        "python3" => "python3",
+        "sha256sum" | "head" => "coreutils",
         _ => "the package that ships it",
     }
 }
