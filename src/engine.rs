@@ -24,7 +24,7 @@ use crate::flow::listen::Listeners;
 use crate::flow::table::{DEFAULT_CAPACITY, FlowId, MAX_CAPACITY};
 use crate::flow::tcp::{Ctx, TcpFlows};
 use crate::flow::{Flows, GuestLink};
-use crate::link::{FrameBatch, Link, ReadStop};
+use crate::link::{FrameBatch, Link, Offload, ReadStop};
 use crate::services::ndp::RaSchedule;
 use crate::services::{self, Answer, LinkFacts};
 use crate::wire::{self, FrameClass, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
@@ -56,7 +56,15 @@ fn flow_capacity() -> usize {
 
 impl GuestLink for Link {
     fn send_frame(&mut self, frame: &[u8]) {
-        if let Err(e) = self.write_frame(frame) {
+        self.send_offloaded(frame, Offload::NONE);
+    }
+
+    fn offloads(&self) -> bool {
+        Link::offloads(self)
+    }
+
+    fn send_offloaded(&mut self, frame: &[u8], offload: Offload) {
+        if let Err(e) = self.write_offloaded(frame, offload) {
             log::debug!("Frame to the guest failed: {e}");
             self.counters.dropped_out += 1;
         }

@@ -6,7 +6,8 @@
 //! Invariants: every table here has a fixed capacity chosen at start-up;
 //! nothing grows with guest input. Flows never parse frames themselves
 //! beyond the views `wire` gives them.
-//! May call: `sys`/rustix (sockets), `wire`, `event` (registration), `conf`.
+//! May call: `sys`/rustix (sockets), `wire`, `event` (registration), `conf`,
+//! and `link` for the offload description of frames toward the guest.
 
 pub mod icmp;
 pub mod listen;
@@ -27,6 +28,12 @@ pub trait GuestLink {
     /// counted there): TCP resends on the guest's duplicate ACKs or its
     /// ACK timer.
     fn send_frame(&mut self, frame: &[u8]);
+    /// Whether [`GuestLink::send_offloaded`] frames reach the guest's
+    /// kernel with their offload description.
+    fn offloads(&self) -> bool;
+    /// Sends a frame the guest's kernel finishes (see
+    /// [`crate::link::Offload`]); only when [`GuestLink::offloads`].
+    fn send_offloaded(&mut self, frame: &[u8], offload: crate::link::Offload);
 }
 
 /// The flow table as the engine instantiates it.

@@ -45,6 +45,15 @@ impl FrameBatch {
         self.used = end;
     }
 
+    /// Commits `len` bytes written into [`FrameBatch::spare`] of which the
+    /// first `header` are not part of the frame (a virtio-net header).
+    pub fn commit_after(&mut self, header: usize, len: usize) {
+        let start = (self.used + header).min(self.buf.len());
+        let end = (self.used + len).min(self.buf.len()).max(start);
+        self.frames.push(start..end);
+        self.used = end;
+    }
+
     /// The whole buffer, for a link that parses frames out of a byte
     /// stream it reads into it ([`super::stream`]); the frames found are then
     /// declared with [`FrameBatch::push_frame`]. Only valid on a cleared
@@ -105,5 +114,19 @@ mod tests {
         assert!(b.is_empty());
         assert!(b.spare(101).is_none(), "byte limit");
         assert!(b.spare(100).is_some());
+    }
+
+    #[test]
+    fn batch_commit_after_leaves_the_header_out() {
+        let mut b = FrameBatch::new(100, 3);
+        let spare = b.spare(20).unwrap();
+        spare[..4].fill(0xee);
+        spare[4..20].fill(7);
+        b.commit_after(4, 20);
+        b.spare(10).unwrap()[..10].fill(9);
+        b.commit(10);
+        let frames: Vec<&[u8]> = b.iter().collect();
+        assert_eq!(frames[0], &[7u8; 16][..]);
+        assert_eq!(frames[1], &[9u8; 10][..]);
     }
 }

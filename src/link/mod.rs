@@ -31,6 +31,43 @@ pub const MIN_FRAME: usize = 14;
 /// Largest frame the link carries (65535, upstream's limit).
 pub const MAX_FRAME: usize = 65535;
 
+/// What the guest's kernel may skip for a frame we send (tap links only;
+/// others ignore it, so the frame must be complete without it unless
+/// [`Link::offloads`] says the link honours it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Offload {
+    /// The transport checksum field holds only the pseudo-header sum; the
+    /// rest is left to the receiver, which trusts it (`NEEDS_CSUM`).
+    pub partial_checksum: Option<PartialChecksum>,
+    /// A TCP segment longer than the MSS, to be taken as that many
+    /// segments of `segment_size` (GSO).
+    pub gso: Option<Gso>,
+}
+
+impl Offload {
+    pub const NONE: Offload = Offload {
+        partial_checksum: None,
+        gso: None,
+    };
+}
+
+/// Where the checksum starts (from the frame's start) and where its field
+/// is (from there).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PartialChecksum {
+    pub start: u16,
+    pub offset: u16,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Gso {
+    pub v6: bool,
+    /// Ethernet + IP + TCP header bytes.
+    pub header_len: u16,
+    /// Payload bytes per segment (the MSS).
+    pub segment_size: u16,
+}
+
 /// Why a read stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReadStop {
@@ -104,11 +141,23 @@ impl Link {
     /// Sends one frame to the guest; dropped (and counted) if the transport
     /// cannot take it now or no guest is attached.
     pub fn write_frame(&mut self, frame: &[u8]) -> io::Result<()> {
+        self.write_offloaded(frame, Offload::NONE)
+    }
+
+    /// Whether frames written with an [`Offload`] reach the guest's kernel
+    /// with it (a tap with a virtio-net header).
+    pub fn offloads(&self) -> bool {
+        matches!(self.io, Some(LinkIo::Tap(_)))
+    }
+
+    /// [`Link::write_frame`] with an offload description; only for links
+    /// that [`Link::offloads`].
+    pub fn write_offloaded(&mut self, frame: &[u8], offload: Offload) -> io::Result<()> {
         if let Some(pcap) = &self.pcap {
             pcap.record(frame);
         }
         let sent = match &mut self.io {
-            Some(LinkIo::Tap(tap)) => tap.write_frame(frame)?,
+            Some(LinkIo::Tap(tap)) => tap.write_frame(frame, offload)?,
             Some(LinkIo::Stream(stream)) => stream.write_frame(frame)?,
             None => false,
         };

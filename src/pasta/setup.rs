@@ -15,7 +15,7 @@ use std::os::fd::OwnedFd;
 use crate::conf::Config;
 use crate::conf::host::{HostAddr, HostNet, HostRoute};
 use crate::netlink::Netlink;
-use crate::sys::tun::create_tap;
+use crate::sys::tun::{create_tap, enable_offloads};
 
 /// Transmit queue length of the tap, in frames.
 const TAP_TXQUEUELEN: u32 = 16384;
@@ -39,6 +39,9 @@ pub fn create_and_configure(config: &Config, host: &HostNet) -> io::Result<NsTap
             format!("creating tap {}: {e}", config.pasta.ns_ifname),
         )
     })?;
+    if let Err(e) = enable_offloads(&fd) {
+        log::debug!("Tap offloads (TSO, checksum) not available: {e}");
+    }
     let index = nl
         .link_index(&name)?
         .ok_or_else(|| io::Error::other(format!("tap {name} vanished")))?;

@@ -241,7 +241,32 @@ pub fn write_data_headers(
     frame: &mut [u8],
     payload_len: usize,
 ) -> Option<usize> {
-    write_segment(ends, ctl, &[], payload_len, frame)
+    write_segment(ends, ctl, &[], payload_len, frame, Checksum::Full)
+}
+
+/// [`write_data_headers`] for a link that lets the receiver finish the TCP
+/// checksum (a virtio-net header with `NEEDS_CSUM`): the checksum field
+/// holds the folded pseudo-header sum only, as a kernel leaves it for
+/// checksum offload. The TCP checksum starts `data_header_len(v6) - 20`
+/// bytes into the frame; its field is 16 bytes further.
+pub fn write_data_headers_partial(
+    ends: &Endpoints,
+    ctl: &Control,
+    frame: &mut [u8],
+    payload_len: usize,
+) -> Option<usize> {
+    write_segment(ends, ctl, &[], payload_len, frame, Checksum::Partial)
+}
+
+/// Offset of the checksum field in the TCP header.
+pub const CHECKSUM_OFFSET: u16 = 16;
+
+/// How much of the TCP checksum we compute.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Checksum {
+    Full,
+    /// The pseudo-header sum, folded, not complemented.
+    Partial,
 }
 
 /// Builds a segment without payload (SYN, SYN+ACK, ACK, FIN, RST...) into
@@ -259,7 +284,7 @@ pub fn build_control(
 ) -> Option<usize> {
     let mut block = [0u8; MAX_BUILT_OPTIONS];
     let len = encode_options(options, &mut block);
-    write_segment(ends, ctl, block.get(..len)?, 0, out)
+    write_segment(ends, ctl, block.get(..len)?, 0, out, Checksum::Full)
 }
 
 /// Writes `options` as an option block into `block`; returns its length
@@ -295,6 +320,7 @@ fn write_segment(
     options: &[u8],
     payload_len: usize,
     frame: &mut [u8],
+    checksum: Checksum,
 ) -> Option<usize> {
     let tcp_len = TCP_LEN + options.len() + payload_len;
     let (eth, rest) = frame.split_first_chunk_mut::<ETH_LEN>()?;
@@ -322,7 +348,10 @@ fn write_segment(
     write_tcp(tcp, ends, ctl, header_words);
     after.get_mut(..options.len())?.copy_from_slice(options);
     let sum = checksum::pseudo_header(ends.src, ends.dst, PROTO_TCP, tcp_len as u32);
-    let tcp_checksum = checksum::finish(checksum::partial(segment, sum));
+    let tcp_checksum = match checksum {
+        Checksum::Full => checksum::finish(checksum::partial(segment, sum)),
+        Checksum::Partial => !checksum::finish(sum),
+    };
     segment
         .get_mut(16..18)?
         .copy_from_slice(&tcp_checksum.to_be_bytes());
@@ -891,5 +920,40 @@ mod tests {
             .unwrap();
         let s = parse_segment(&f).unwrap();
         assert_eq!((s.src_port, s.flags, s.payload), (1, SYN, &b"data"[..]));
+    }
+
+    #[test]
+    fn wire_tcp_partial_checksum_completes_to_the_full_one() {
+        for (src, dst) in [
+            ("192.0.2.2", "192.0.2.1"),
+            ("2001:db8:2::2", "2001:db8:1::1"),
+        ] {
+            let ends = Endpoints {
+                our_mac: [2; 6],
+                guest_mac: [4; 6],
+                src: src.parse().unwrap(),
+                dst: dst.parse().unwrap(),
+                src_port: 80,
+                dst_port: 40000,
+            };
+            let ctl = Control {
+                seq: 7,
+                ack: 9,
+                flags: flags::ACK,
+                window: 100,
+            };
+            let offset = data_header_len(ends.dst.is_ipv6());
+            let mut full = vec![0u8; offset + 1001];
+            for (i, b) in full[offset..].iter_mut().enumerate() {
+                *b = (i * 7) as u8;
+            }
+            let mut partial = full.clone();
+            let n = write_data_headers(&ends, &ctl, &mut full, 1001).unwrap();
+            write_data_headers_partial(&ends, &ctl, &mut partial, 1001).unwrap();
+            let tcp = offset - 20;
+            let completed = checksum::finish(checksum::partial(&partial[tcp..n], 0));
+            let field = usize::from(CHECKSUM_OFFSET);
+            assert_eq!(completed.to_be_bytes(), full[tcp + field..tcp + field + 2]);
+        }
     }
 }

@@ -46,6 +46,7 @@ use super::table::{FlowId, FlowSide, Indexed, Pif, Protocol, Side};
 use super::{FlowState, Flows, GuestLink, nat};
 use crate::conf::Config;
 use crate::event::{EventLoop, Interest, Ready, Token, TokenKind};
+use crate::link::{Gso, Offload, PartialChecksum};
 use crate::sys::socket::{self as sock, SegmentLayout};
 use crate::wire::tcp::{self as wire, Control, Endpoints, Segment, TcpOptions, flags};
 
@@ -62,8 +63,10 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(7200);
 
 /// Frames built per socket read (upstream: 128).
 const TX_SLOTS: usize = 128;
-/// Bytes per frame slot: the largest frame.
+/// Bytes per frame slot: room for the largest frame.
 const TX_SLOT: usize = 65536;
+/// The largest frame.
+const MAX_FRAME: usize = crate::link::MAX_FRAME;
 /// Largest IP packet, the bound of our MSS whatever the MTU.
 const MAX_IP_PACKET: usize = 65535;
 /// Bounds of the MSS set on host sockets (the kernel refuses values above
@@ -165,7 +168,7 @@ fn link_mss(mtu: u32, ip_header: usize) -> u16 {
         0 => MAX_IP_PACKET,
         m => (m as usize).min(MAX_IP_PACKET),
     };
-    let max_frame_payload = TX_SLOT - 1 - wire::data_header_len(ip_header == 40);
+    let max_frame_payload = MAX_FRAME - wire::data_header_len(ip_header == 40);
     (mtu - ip_header - 20).min(max_frame_payload) as u16
 }
 
@@ -614,9 +617,12 @@ impl TcpFlows {
         if conn.phase != Phase::Established || conn.syn_unacked || conn.fin_sent {
             return Ok(());
         }
-        let v6 = ends.dst.is_ipv6();
-        let offset = wire::data_header_len(v6);
-        let mss = usize::from(conn.mss).min(TX_SLOT - offset);
+        let offset = wire::data_header_len(ends.dst.is_ipv6());
+        let mss = usize::from(conn.mss).min(MAX_FRAME - offset);
+        let frame_payload = match ctx.link.offloads() {
+            true => (MAX_FRAME - offset) / mss * mss,
+            false => mss,
+        };
         let mut window = None;
         loop {
             let room = conn.send_room() as usize;
@@ -627,8 +633,8 @@ impl TcpFlows {
             let layout = SegmentLayout {
                 stride: TX_SLOT,
                 offset,
-                len: mss,
-                total: room.min(TX_SLOTS * mss),
+                len: frame_payload,
+                total: room.min(TX_SLOTS * frame_payload),
             };
             let skip_len = conn.data_in_flight() as usize;
             let skip = match &mut self.skip {
@@ -662,6 +668,8 @@ impl TcpFlows {
     }
 
     /// Completes and sends the frames of `n` bytes just peeked into `tx`.
+    /// On a link with offloads a frame carries up to 64 KiB for the guest's
+    /// kernel to take as MSS-sized segments, with a partial checksum.
     fn emit_segments(
         &mut self,
         ctx: &mut Ctx<'_>,
@@ -673,6 +681,7 @@ impl TcpFlows {
     ) {
         let read = SegmentLayout { total: n, ..layout };
         let count = read.count();
+        let offloads = ctx.link.offloads();
         for i in 0..count {
             let len = read.len_of(i);
             let last = i + 1 == count;
@@ -687,7 +696,12 @@ impl TcpFlows {
                 window,
             };
             let slot = &mut self.tx[i * TX_SLOT..(i + 1) * TX_SLOT];
-            if let Some(frame_len) = wire::write_data_headers(ends, &ctl, slot, len) {
+            if offloads {
+                let offload = segment_offload(ends.dst.is_ipv6(), len, conn.mss);
+                if let Some(frame_len) = wire::write_data_headers_partial(ends, &ctl, slot, len) {
+                    ctx.link.send_offloaded(&slot[..frame_len], offload);
+                }
+            } else if let Some(frame_len) = wire::write_data_headers(ends, &ctl, slot, len) {
                 ctx.link.send_frame(&slot[..frame_len]);
             }
             conn.seq_to_guest = conn.seq_to_guest.wrapping_add(len as u32);
@@ -1017,6 +1031,23 @@ impl TcpFlows {
             guest.our_addr,
             guest.our_port
         );
+    }
+}
+
+/// The offload description of a data frame of `len` payload bytes: a
+/// partial checksum, and GSO when it holds more than one `mss` segment.
+fn segment_offload(v6: bool, len: usize, mss: u16) -> Offload {
+    let header_len = wire::data_header_len(v6) as u16;
+    Offload {
+        partial_checksum: Some(PartialChecksum {
+            start: header_len - 20,
+            offset: wire::CHECKSUM_OFFSET,
+        }),
+        gso: (len > usize::from(mss)).then_some(Gso {
+            v6,
+            header_len,
+            segment_size: mss,
+        }),
     }
 }
 
