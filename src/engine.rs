@@ -18,7 +18,7 @@ use std::io;
 use std::time::Instant;
 
 use crate::conf::Config;
-use crate::event::{EventLoop, Ready, TokenKind};
+use crate::event::{EventLoop, Interest, Ready, Token, TokenKind};
 use crate::flow::icmp::{self, PingFlows};
 use crate::flow::listen::Listeners;
 use crate::flow::table::{DEFAULT_CAPACITY, FlowId, MAX_CAPACITY};
@@ -55,18 +55,22 @@ fn flow_capacity() -> usize {
 }
 
 impl GuestLink for Link {
-    fn send_frame(&mut self, frame: &[u8]) {
-        self.send_offloaded(frame, Offload::NONE);
+    fn send_frame(&mut self, frame: &[u8]) -> bool {
+        self.send_offloaded(frame, Offload::NONE)
     }
 
     fn offloads(&self) -> bool {
         Link::offloads(self)
     }
 
-    fn send_offloaded(&mut self, frame: &[u8], offload: Offload) {
-        if let Err(e) = self.write_offloaded(frame, offload) {
-            log::debug!("Frame to the guest failed: {e}");
-            self.counters.dropped_out += 1;
+    fn send_offloaded(&mut self, frame: &[u8], offload: Offload) -> bool {
+        match self.write_offloaded(frame, offload) {
+            Ok(sent) => sent,
+            Err(e) => {
+                log::debug!("Frame to the guest failed: {e}");
+                self.counters.dropped_out += 1;
+                false
+            }
         }
     }
 }
@@ -101,9 +105,14 @@ impl DropCounters {
     }
 }
 
+/// The guest link's event token.
+pub const LINK_TOKEN: Token = Token::new(TokenKind::Link, 0);
+
 pub struct Engine {
     batch: FrameBatch,
     core: Core,
+    /// EPOLLOUT is requested on the link (frames wait for room).
+    link_out: bool,
 }
 
 /// Everything but the batch being dispatched.
@@ -137,6 +146,7 @@ impl Engine {
                 ra: RaSchedule::new(Instant::now()),
                 drops: DropCounters::default(),
             },
+            link_out: false,
         }
     }
 
@@ -172,6 +182,44 @@ impl Engine {
                 ReadStop::Drained => return Ok(LinkState::Open),
                 ReadStop::Closed => return Ok(LinkState::Closed),
             }
+        }
+    }
+
+    /// The guest went away (passt): frames are dropped until the next one
+    /// attaches, registered for reading only.
+    pub fn detach_link(&mut self) {
+        self.core.link.detach();
+        self.link_out = false;
+    }
+
+    /// The link can take frames again: what waited goes out, then the
+    /// connections that stopped for it resume.
+    pub fn on_link_writable(&mut self, events: &EventLoop) -> io::Result<()> {
+        if self.core.link.flush()? {
+            self.core
+                .with_tcp(events, |tcp, flows, _, ctx| tcp.resume_blocked(flows, ctx));
+        }
+        self.watch_link(events);
+        Ok(())
+    }
+
+    /// Asks for EPOLLOUT on the link while frames or connections wait for
+    /// it, and stops asking once none do. Called after each event.
+    pub fn watch_link(&mut self, events: &EventLoop) {
+        let want = self.core.link.blocked() || self.core.tcp.link_waiters();
+        if want == self.link_out {
+            return;
+        }
+        let Some(fd) = self.core.link.fd() else {
+            return;
+        };
+        let interest = Interest {
+            writable: want,
+            ..Interest::READ
+        };
+        match events.modify(fd, LINK_TOKEN, interest) {
+            Ok(()) => self.link_out = want,
+            Err(e) => log::debug!("epoll (guest link): {e}"),
         }
     }
 

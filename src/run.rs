@@ -110,7 +110,7 @@ impl RuntimeFiles {
     }
 }
 
-const LINK: Token = Token::new(TokenKind::Link, 0);
+const LINK: Token = crate::engine::LINK_TOKEN;
 const LISTENER: Token = Token::new(TokenKind::LinkListener, 0);
 const CHILD: Token = Token::new(TokenKind::ChildExit, 0);
 const NETNS_OWNER: Token = Token::new(TokenKind::NetnsOwnerExit, 0);
@@ -177,6 +177,7 @@ fn pasta_loop(events: &mut EventLoop, engine: &mut Engine, ns: &Attached) -> Res
                 return Ok(0);
             }
         }
+        engine.watch_link(events);
     }
 }
 
@@ -188,11 +189,18 @@ fn handle_pasta_event(
     events: &EventLoop,
 ) -> Result<Option<i32>, String> {
     match r.token.kind {
-        TokenKind::Link => match engine.on_link_readable(events) {
-            Ok(LinkState::Open) => Ok(None),
-            Ok(LinkState::Closed) => Err("Tap device closed".into()),
-            Err(e) => Err(format!("Tap device: {e}")),
-        },
+        TokenKind::Link => {
+            if r.writable {
+                engine
+                    .on_link_writable(events)
+                    .map_err(|e| format!("Tap device: {e}"))?;
+            }
+            match engine.on_link_readable(events) {
+                Ok(LinkState::Open) => Ok(None),
+                Ok(LinkState::Closed) => Err("Tap device closed".into()),
+                Err(e) => Err(format!("Tap device: {e}")),
+            }
+        }
         TokenKind::ChildExit => match ns.command.as_ref().map(|c| c.exit_status()) {
             Some(Ok(status)) => Ok(status),
             Some(Err(e)) => Err(format!("waiting for the command: {e}")),
@@ -285,6 +293,7 @@ fn passt_loop(
 ) -> Result<i32, String> {
     let mut ready: Vec<Ready> = Vec::with_capacity(64);
     loop {
+        engine.watch_link(events);
         let tick = events.wait(&mut ready).map_err(|e| format!("epoll: {e}"))?;
         if tick {
             engine.on_tick(events);
@@ -306,7 +315,11 @@ fn passt_loop(
                     }
                 }
                 TokenKind::Link => {
-                    let closed = match engine.on_link_readable(events) {
+                    let flushed = match r.writable {
+                        true => engine.on_link_writable(events),
+                        false => Ok(()),
+                    };
+                    let closed = match flushed.and_then(|()| engine.on_link_readable(events)) {
                         Ok(LinkState::Open) => false,
                         Ok(LinkState::Closed) => true,
                         Err(e) => {
@@ -349,6 +362,6 @@ fn detach_client(engine: &mut Engine, events: &EventLoop) {
     if let Some(fd) = engine.link().fd() {
         let _ = events.delete(fd);
     }
-    engine.link_mut().detach();
+    engine.detach_link();
     log::info!("Client connection closed");
 }

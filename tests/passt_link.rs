@@ -14,11 +14,12 @@
 
 mod common;
 
+use common::passt::*;
 use common::*;
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 /// The MAC address of the test's guest: its frames are told apart in the
@@ -27,66 +28,6 @@ const GUEST_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x10];
 /// The source of the frames [`connect_guest`] sends to find out whether
 /// passt took a connection.
 const HELLO_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x11];
-
-/// A foreground passt (`-f`) serving a socket in the rig's temp dir.
-struct Passt {
-    child: Child,
-    sock: PathBuf,
-    pcap: PathBuf,
-    /// Name of its output for [`Rig::log`].
-    log: String,
-}
-
-/// `passt ARGS` as `who` in the rig's host namespace.
-fn passt_cmd(rig: &Rig, who: As, args: &[&str]) -> std::process::Command {
-    let mut argv = vec![passt_bin().to_string_lossy().into_owned()];
-    argv.extend(args.iter().map(|a| a.to_string()));
-    rig.host_cmd_as(who, &argv)
-}
-
-/// Starts `passt -f -s TAG.socket -P TAG.pid -p TAG.pcap EXTRA` as `who`
-/// and returns it once the PID file says it is ready.
-fn start_passt(rig: &Rig, who: As, tag: &str, extra: &[&str]) -> Passt {
-    let sock = rig.tmp_path(&format!("{tag}.socket"));
-    start_passt_at(rig, who, tag, &sock, extra)
-}
-
-/// [`start_passt`] with the socket at `sock`.
-fn start_passt_at(rig: &Rig, who: As, tag: &str, sock: &Path, extra: &[&str]) -> Passt {
-    let pcap = rig.tmp_path(&format!("{tag}.pcap"));
-    let pid_file = rig.tmp_path(&format!("{tag}.pid"));
-    let mut args = vec!["-f", "-s", sock.to_str().unwrap(), "-P"];
-    args.extend([pid_file.to_str().unwrap(), "-p", pcap.to_str().unwrap()]);
-    args.extend(extra);
-    let mut child = rig.spawn_logged(&mut passt_cmd(rig, who, &args), tag);
-    match wait_ready(&mut child, &pid_file, SHORT) {
-        Started::Ready(_) => {}
-        other => panic!("passt did not start: {other:?}\n{}", rig.log(tag)),
-    }
-    Passt {
-        child,
-        sock: sock.to_path_buf(),
-        pcap,
-        log: tag.to_string(),
-    }
-}
-
-impl Passt {
-    /// Waits for passt to exit (bounded) and returns its exit code.
-    fn exit_code(&mut self, rig: &Rig) -> Option<i32> {
-        wait_exit(rig, &mut self.child, SHORT, &self.log, "").code()
-    }
-
-    /// Panics unless passt is still running.
-    fn assert_running(&mut self, rig: &Rig) {
-        let status = self.child.try_wait().expect("try_wait");
-        assert!(
-            status.is_none(),
-            "passt exited ({status:?})\n{}",
-            rig.log(&self.log)
-        );
-    }
-}
 
 /// A broadcast ARP request from the guest, for 192.0.2.`n`.
 fn guest_frame(n: u8) -> Vec<u8> {

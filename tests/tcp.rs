@@ -14,89 +14,29 @@
 //!   gone, and a full flow table refuses new connections quickly while the
 //!   open ones keep working (`PASST_RS_TEST_MAX_FLOWS`).
 //!
-//! Addresses as the guest sees them: it shares the host's address
-//! (192.0.2.1 / 2001:db8:1::1); the gateway (192.0.2.2 / 2001:db8:1::2)
-//! stands for the host's loopback, so the remote namespace is reached on its
-//! far addresses (198.51.100.2 / 2001:db8:2::2) behind the gateway.
-//!
-//! The programs on both ends are one Python helper (`tcp_helper.py`,
-//! written to the rig's temp dir): servers that handle a given number of
-//! connections and print one `RESULT <json>` line per listener, and clients
-//! that run a list of operations and print one `RESULT` line each. Every
-//! socket operation in the helper is bounded (10 s of silence, 5 s to
-//! connect), so a stalled transfer fails with a message, and the test's own
-//! waits are bounded on top of that. The bulk size is 256 MiB with pasta
-//! started by an ordinary user (the normal case) and 32 MiB with pasta
-//! started by root, to keep the file's run time down.
+//! The programs on both ends are one Python helper, and the scenarios are
+//! shared with passt's tests (tests/passt_tcp.rs): see `common::tcp` for
+//! both and for the addresses as the guest sees them. Here the guest is
+//! pasta's own namespace: each guest program is the command of a new
+//! `pasta --config-net`. The bulk size is 256 MiB with pasta started by an
+//! ordinary user (the normal case) and 32 MiB with pasta started by root,
+//! to keep the file's run time down.
 
 mod common;
 
-use common::json::{self, Json};
+use common::json::Json;
+use common::tcp::*;
 use common::*;
-use std::fmt::Display;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output};
 use std::time::Duration;
-
-const HELPER: &str = include_str!("tcp_helper.py");
 
 /// Bulk transfer size with pasta started by an ordinary user.
 const BIG: u64 = 256 << 20;
 /// Bulk transfer size with pasta started by root.
 const MEDIUM: u64 = 32 << 20;
-/// Size for the checks that are not about volume.
-const SMALL: u64 = 1 << 20;
-/// Bound for a run with bulk transfers (the helper fails any transfer that
-/// stalls for 10 s long before this).
-const BULK: Duration = Duration::from_secs(150);
-/// Bound for a run without bulk transfers.
-const QUICK: Duration = Duration::from_secs(60);
-/// How long a refused connection may take, measured in the guest.
-const REFUSED_WITHIN: f64 = 1.0;
-/// How long a reset may take to reach the other end.
-const RESET_WITHIN: f64 = 3.0;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Fam {
-    V4,
-    V6,
-}
-
-impl Fam {
-    /// The remote namespace's address behind the gateway.
-    fn far(self) -> &'static str {
-        match self {
-            Fam::V4 => FAR_IP4,
-            Fam::V6 => FAR_IP6,
-        }
-    }
-
-    /// The host's address, which the guest shares.
-    fn host(self) -> &'static str {
-        match self {
-            Fam::V4 => HOST_IP4,
-            Fam::V6 => HOST_IP6,
-        }
-    }
-
-    /// The gateway: in the guest, the host's loopback.
-    fn gw(self) -> &'static str {
-        match self {
-            Fam::V4 => REMOTE_IP4,
-            Fam::V6 => REMOTE_IP6,
-        }
-    }
-
-    /// The host's loopback address.
-    fn lo(self) -> &'static str {
-        match self {
-            Fam::V4 => "127.0.0.1",
-            Fam::V6 => "::1",
-        }
-    }
-}
 
 /// The bulk transfer size for pasta started by `who`.
 fn bulk_size(who: As) -> u64 {
@@ -107,222 +47,10 @@ fn bulk_size(who: As) -> u64 {
 }
 
 // ---------------------------------------------------------------------------
-// JSON for the helper's arguments
+// pasta as the guest
 // ---------------------------------------------------------------------------
 
-/// A JSON string literal.
-fn q(s: &str) -> String {
-    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
-}
-
-/// A JSON object built member by member.
-#[derive(Clone, Debug)]
-struct Obj(Vec<(&'static str, String)>);
-
-impl Obj {
-    /// A string member.
-    fn s(mut self, key: &'static str, value: &str) -> Obj {
-        self.0.push((key, q(value)));
-        self
-    }
-
-    /// A number (or any JSON text) member.
-    fn n(mut self, key: &'static str, value: impl Display) -> Obj {
-        self.0.push((key, value.to_string()));
-        self
-    }
-
-    /// An array of strings member.
-    fn list(mut self, key: &'static str, values: &[&str]) -> Obj {
-        let items: Vec<String> = values.iter().map(|v| q(v)).collect();
-        self.0.push((key, format!("[{}]", items.join(","))));
-        self
-    }
-}
-
-impl Display for Obj {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let members: Vec<String> = self
-            .0
-            .iter()
-            .map(|(k, v)| format!("{}:{v}", q(k)))
-            .collect();
-        write!(f, "{{{}}}", members.join(","))
-    }
-}
-
-fn json_array(items: &[Obj]) -> String {
-    let items: Vec<String> = items.iter().map(Obj::to_string).collect();
-    format!("[{}]", items.join(","))
-}
-
-/// A server listener: `role` on `host:port` for `count` connections (for
-/// ever if `None`; the rig ends such servers).
-fn listener(role: &str, host: &str, port: u16, count: Option<usize>) -> Obj {
-    let count = count.map_or_else(|| "null".to_string(), |c| c.to_string());
-    Obj(Vec::new())
-        .s("role", role)
-        .s("host", host)
-        .n("port", port)
-        .n("count", count)
-}
-
-/// A client operation `op` towards `host:port`.
-fn op(op: &str, host: &str, port: u16) -> Obj {
-    Obj(Vec::new()).s("op", op).s("host", host).n("port", port)
-}
-
-// ---------------------------------------------------------------------------
-// Reading the helper's results
-// ---------------------------------------------------------------------------
-
-/// The `RESULT` lines of a helper's output.
-fn results(stdout: &[u8]) -> Vec<Json> {
-    String::from_utf8_lossy(stdout)
-        .lines()
-        .filter_map(|l| l.strip_prefix("RESULT "))
-        .map(|l| json::parse(l).unwrap_or_else(|e| panic!("bad RESULT line ({e}): {l}")))
-        .collect()
-}
-
-fn num(j: &Json, key: &str) -> f64 {
-    match j.get(key) {
-        Some(Json::Num(n)) => *n,
-        _ => f64::NAN,
-    }
-}
-
-fn count(j: &Json, key: &str) -> u64 {
-    j.get(key).and_then(Json::as_u64).unwrap_or(u64::MAX)
-}
-
-/// The strings of an array member.
-fn strings(j: &Json, key: &str) -> Vec<String> {
-    j.get(key)
-        .map(|a| {
-            a.items()
-                .iter()
-                .filter_map(Json::as_str)
-                .map(String::from)
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// The result of client operation `i`, which must have succeeded.
-fn op_ok<'r>(res: &'r [Json], i: usize, ctx: &str) -> &'r Json {
-    let r = res
-        .get(i)
-        .unwrap_or_else(|| panic!("client reported no result for operation {i}\n{ctx}"));
-    if let Some(err) = r.get("error") {
-        panic!(
-            "{} to {} failed: {}\n{ctx}",
-            r.str_of("op"),
-            r.str_of("to"),
-            err.as_str().unwrap_or("?")
-        );
-    }
-    r
-}
-
-/// The result of a server's listener on `port`, which must have served
-/// `n` connections without an error.
-fn served<'r>(res: &'r [Json], port: u16, n: u64, ctx: &str) -> &'r Json {
-    let r = res
-        .iter()
-        .find(|r| count(r, "port") == u64::from(port))
-        .unwrap_or_else(|| panic!("server reported nothing for port {port}\n{ctx}"));
-    let errors = strings(r, "errors");
-    assert!(
-        errors.is_empty() && count(r, "n") == n && count(r, "ok") == n,
-        "server on port {port}: {} of {n} connections accepted, {} handled well; errors: {errors:?}\n{ctx}",
-        count(r, "n"),
-        count(r, "ok")
-    );
-    r
-}
-
-/// Fact `i` (one per connection) of a server result.
-fn fact(r: &Json, i: usize) -> &Json {
-    r.get("facts")
-        .and_then(|f| f.items().get(i))
-        .expect("a fact per connection")
-}
-
-fn assert_same_data(r: &Json, data: &Data, what: &str, ctx: &str) {
-    assert_eq!(
-        (r.str_of("sha"), count(r, "len")),
-        (data.sha.as_str(), data.len),
-        "{what}: the data arrived changed (SHA-256, length), want the file's\n{ctx}"
-    );
-}
-
-// ---------------------------------------------------------------------------
-// Running the helper
-// ---------------------------------------------------------------------------
-
-/// A file of random bytes in the rig's temp dir, readable by everyone.
-struct Data {
-    path: String,
-    sha: String,
-    len: u64,
-}
-
-/// The helper written into a rig's temp dir, and ways to start it.
-struct Tcp<'a> {
-    rig: &'a Rig,
-    python: PathBuf,
-    helper: PathBuf,
-}
-
-impl<'a> Tcp<'a> {
-    fn new(rig: &'a Rig) -> Tcp<'a> {
-        let helper = rig.tmp_path("tcp_helper.py");
-        fs::write(&helper, HELPER).expect("write the helper");
-        fs::set_permissions(&helper, fs::Permissions::from_mode(0o644)).expect("chmod helper");
-        Tcp {
-            rig,
-            python: tool("python3"),
-            helper,
-        }
-    }
-
-    fn argv(&self, mode: &str, spec: String) -> Vec<String> {
-        vec![
-            self.python.to_string_lossy().into_owned(),
-            self.helper.to_string_lossy().into_owned(),
-            mode.to_string(),
-            spec,
-        ]
-    }
-
-    fn random_file(&self, name: &str, len: u64) -> Data {
-        let path = self.rig.tmp_path(name);
-        let p = path.to_string_lossy().into_owned();
-        run_ok(
-            Command::new(tool("sh"))
-                .args(["-c", &format!("head -c {len} /dev/urandom > '{p}'")])
-                .env("PATH", STD_PATH),
-        );
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).expect("chmod data");
-        let sum = run_ok(Command::new(tool("sha256sum")).arg(&path));
-        let sha = sum.split_whitespace().next().expect("a sum").to_string();
-        Data { path: p, sha, len }
-    }
-
-    /// Starts a server in namespace `ns` (the rig's remote or host one),
-    /// logged as `name`, and returns it once it listens.
-    fn serve(&self, ns: &str, name: &str, listeners: &[Obj]) -> Child {
-        let ready = self.rig.tmp_path(&format!("{name}.ready"));
-        let spec = Obj(Vec::new())
-            .s("ready", &ready.to_string_lossy())
-            .n("listen", json_array(listeners));
-        let mut cmd = self.rig.ns_cmd(ns, &self.argv("serve", spec.to_string()));
-        let mut child = self.rig.spawn_logged(&mut cmd, name);
-        self.wait_ready(&mut child, &ready, name);
-        child
-    }
-
+impl Tcp<'_> {
     /// Starts `pasta --config-net OPTS -- <helper server>` as `who`, logged
     /// as "pasta", and returns it once the server in the guest listens.
     fn guest_serve(&self, who: As, opts: &[&str], listeners: &[Obj]) -> Child {
@@ -341,23 +69,6 @@ impl<'a> Tcp<'a> {
         child
     }
 
-    fn wait_ready(&self, child: &mut Child, ready: &Path, name: &str) {
-        let mut exited = None;
-        wait_until(SHORT, || {
-            if let Ok(Some(st)) = child.try_wait() {
-                exited = Some(st);
-            }
-            exited.is_some() || ready.exists()
-        });
-        if !ready.exists() {
-            let how = exited.map_or_else(|| format!("not within {SHORT:?}"), describe_status);
-            panic!(
-                "{name}: the server did not start listening ({how})\n{}",
-                self.rig.log(name)
-            );
-        }
-    }
-
     /// `pasta --config-net OPTS -- <helper client OPS>` as `who`.
     fn guest_cmd(&self, who: As, opts: &[&str], ops: &[Obj]) -> Command {
         let mut args: Vec<String> = vec!["--config-net".into()];
@@ -365,14 +76,6 @@ impl<'a> Tcp<'a> {
         args.push("--".into());
         args.extend(self.argv("client", json_array(ops)));
         self.rig.pasta_cmd(who, &args)
-    }
-
-    /// Runs `cmd` (a client) to its end within `timeout`; its output and
-    /// results.
-    fn run(&self, cmd: &mut Command, timeout: Duration) -> (Output, Vec<Json>) {
-        let out = self.rig.run(cmd, timeout);
-        let res = results(&out.stdout);
-        (out, res)
     }
 
     /// Runs the client `ops` in the guest of a pasta started by `who`.
@@ -385,26 +88,23 @@ impl<'a> Tcp<'a> {
     ) -> (Output, Vec<Json>) {
         self.run(&mut self.guest_cmd(who, opts, ops), timeout)
     }
+}
 
-    /// Runs the client `ops` as root in namespace `ns`.
-    fn client(&self, ns: &str, ops: &[Obj], timeout: Duration) -> (Output, Vec<Json>) {
-        let argv = self.argv("client", json_array(ops));
-        self.run(&mut self.rig.ns_cmd(ns, &argv), timeout)
+/// pasta's guest: each program is the command of a new
+/// `pasta --config-net OPTS` started by `who`.
+struct Pasta<'o> {
+    who: As,
+    opts: &'o [&'o str],
+}
+
+impl Guest for Pasta<'_> {
+    fn client(&self, t: &Tcp, ops: &[Obj], timeout: Duration) -> (Output, Vec<Json>) {
+        t.guest_client(self.who, self.opts, ops, timeout)
     }
 
-    /// Waits for a server started as `name` (a bounded one) to finish and
-    /// returns its results.
-    fn finish(&self, child: &mut Child, name: &str, ctx: &str) -> (String, Vec<Json>) {
-        let why = "after its clients finished";
-        let status = wait_exit(self.rig, child, SHORT, name, why);
-        let log = self.rig.log(name);
-        let out = fs::read(self.rig.tmp_path(&format!("{name}.out"))).unwrap_or_default();
-        let res = results(&out);
-        let ctx = format!(
-            "{ctx}\n--- {name} ended: {}\n{log}",
-            describe_status(status)
-        );
-        (ctx, res)
+    fn serve(&self, t: &Tcp, listeners: &[Obj]) -> (Child, String) {
+        let pasta = t.guest_serve(self.who, self.opts, listeners);
+        (pasta, "pasta".to_string())
     }
 }
 
@@ -455,301 +155,51 @@ root_and_user_tests! {
 }
 
 // ---------------------------------------------------------------------------
-// Bulk transfers
+// The scenarios (common::tcp) with pasta's guest
 // ---------------------------------------------------------------------------
 
-/// The guest connects out to a server in the remote namespace: uploads the
-/// file (the server hashes it) and downloads it (the guest hashes it). The
-/// server sees the connection come from the host's address.
+/// Runs `scenario` in a new rig, with pasta's guest started by `who` with
+/// `opts`.
+fn with_pasta(who: As, opts: &[&str], scenario: impl FnOnce(&Tcp, &dyn Guest)) {
+    let rig = Rig::new();
+    let t = Tcp::new(&rig);
+    scenario(&t, &Pasta { who, opts });
+}
+
 fn guest_to_remote(who: As, fam: Fam) {
-    let rig = Rig::new();
-    let t = Tcp::new(&rig);
-    let data = t.random_file("data", bulk_size(who));
-    let far = fam.far();
-    let mut server = t.serve(
-        &rig.remote,
-        "server",
-        &[
-            listener("sink", far, 5001, Some(1)),
-            listener("source", far, 5002, Some(1)).s("file", &data.path),
-        ],
-    );
-    let ops = [
-        op("upload", far, 5001).s("file", &data.path),
-        op("download", far, 5002),
-    ];
-    let (out, res) = t.guest_client(who, &[], &ops, BULK);
-    let ctx = format!("{}\n{}", text(&out), rig.log("server"));
-    assert_same_data(
-        op_ok(&res, 0, &ctx),
-        &data,
-        "upload (the server's hash)",
-        &ctx,
-    );
-    assert_same_data(
-        op_ok(&res, 1, &ctx),
-        &data,
-        "download (the guest's hash)",
-        &ctx,
-    );
-    assert_eq!(out.status.code(), Some(0), "{ctx}");
-    let (ctx, srv) = t.finish(&mut server, "server", &ctx);
-    let sink = served(&srv, 5001, 1, &ctx);
-    assert_same_data(fact(sink, 0), &data, "upload (the server's log)", &ctx);
-    served(&srv, 5002, 1, &ctx);
-    for port in [5001, 5002] {
-        let peer = fact(served(&srv, port, 1, &ctx), 0).str_of("peer");
-        assert_eq!(
-            peer,
-            fam.host(),
-            "the remote saw the connection on port {port} come from {peer}, not from the host\n{ctx}"
-        );
-    }
+    with_pasta(who, &[], |t, g| {
+        common::tcp::guest_to_remote(t, g, fam, bulk_size(who));
+    });
 }
 
-/// `-t 5001 -t 5002 -t 6003:5003`: a client in the remote namespace
-/// uploads to the guest's server on 5001, downloads from it on 5002, and
-/// uploads through host port 6003 to guest port 5003. Host port 5003 is not
-/// forwarded: it is refused.
 fn remote_to_guest_forwarded(who: As, fam: Fam) {
-    let rig = Rig::new();
-    let t = Tcp::new(&rig);
-    let data = t.random_file("data", bulk_size(who));
-    let small = t.random_file("small", SMALL);
-    let mut pasta = t.guest_serve(
-        who,
-        &["-t", "5001", "-t", "5002", "-t", "6003:5003"],
-        &[
-            listener("sink", "::", 5001, Some(1)),
-            listener("source", "::", 5002, Some(1)).s("file", &data.path),
-            listener("sink", "::", 5003, Some(1)),
-        ],
-    );
-    let h = fam.host();
-    let ops = [
-        // pasta's listeners may still be coming up: retry refusals.
-        op("upload", h, 5001).s("file", &data.path).n("retry", 5),
-        op("download", h, 5002).n("retry", 5),
-        op("upload", h, 6003).s("file", &small.path).n("retry", 5),
-        op("refused", h, 5003),
-    ];
-    let (out, res) = t.client(&rig.remote, &ops, BULK);
-    let ctx = format!("{}\n{}", text(&out), rig.log("pasta"));
-    assert_same_data(op_ok(&res, 0, &ctx), &data, "upload to the guest", &ctx);
-    assert_same_data(op_ok(&res, 1, &ctx), &data, "download from the guest", &ctx);
-    assert_same_data(
-        op_ok(&res, 2, &ctx),
-        &small,
-        "upload through 6003:5003",
-        &ctx,
-    );
-    let r = op_ok(&res, 3, &ctx);
-    assert_eq!(
-        r.str_of("err"),
-        "ECONNREFUSED",
-        "host port 5003 (only a target of 6003) should not be forwarded\n{ctx}"
-    );
-    assert_eq!(out.status.code(), Some(0), "{ctx}");
-    let (ctx, guest) = t.finish(&mut pasta, "pasta", &ctx);
-    assert_same_data(
-        fact(served(&guest, 5001, 1, &ctx), 0),
-        &data,
-        "upload (the guest's log)",
-        &ctx,
-    );
-    served(&guest, 5002, 1, &ctx);
-    assert_same_data(
-        fact(served(&guest, 5003, 1, &ctx), 0),
-        &small,
-        "remapped upload (the guest's log)",
-        &ctx,
-    );
+    let opts = ["-t", "5001", "-t", "5002", "-t", "6003:5003"];
+    with_pasta(who, &opts, |t, g| {
+        common::tcp::remote_to_guest_forwarded(t, g, fam, bulk_size(who));
+    });
 }
 
-/// The guest connects to the gateway address, which pasta maps to the
-/// host's loopback, where a server listens: a bulk upload and a small
-/// download.
 fn guest_to_host_loopback(who: As, fam: Fam) {
-    let rig = Rig::new();
-    let t = Tcp::new(&rig);
-    let data = t.random_file("data", bulk_size(who));
-    let small = t.random_file("small", 8 * SMALL);
-    let lo = fam.lo();
-    let mut server = t.serve(
-        &rig.host,
-        "server",
-        &[
-            listener("sink", lo, 5001, Some(1)),
-            listener("source", lo, 5002, Some(1)).s("file", &small.path),
-        ],
-    );
-    let gw = fam.gw();
-    let ops = [
-        op("upload", gw, 5001).s("file", &data.path),
-        op("download", gw, 5002),
-    ];
-    let (out, res) = t.guest_client(who, &[], &ops, BULK);
-    let ctx = format!("{}\n{}", text(&out), rig.log("server"));
-    assert_same_data(
-        op_ok(&res, 0, &ctx),
-        &data,
-        "upload to the host's loopback",
-        &ctx,
-    );
-    assert_same_data(
-        op_ok(&res, 1, &ctx),
-        &small,
-        "download from the host's loopback",
-        &ctx,
-    );
-    assert_eq!(out.status.code(), Some(0), "{ctx}");
-    let (ctx, srv) = t.finish(&mut server, "server", &ctx);
-    assert_same_data(
-        fact(served(&srv, 5001, 1, &ctx), 0),
-        &data,
-        "upload (the server's log)",
-        &ctx,
-    );
-    served(&srv, 5002, 1, &ctx);
+    with_pasta(who, &[], |t, g| {
+        common::tcp::guest_to_host_loopback(t, g, fam, bulk_size(who));
+    });
 }
 
-/// `-t 5001`: clients in the host namespace itself reach the guest's server
-/// on 127.0.0.1, 192.0.2.1, ::1 and 2001:db8:1::1 (connections from the
-/// host's loopback or its own address, which the guest shares, appear to
-/// the guest to come from the gateway).
 fn host_to_guest_forwarded(who: As) {
-    let rig = Rig::new();
-    let t = Tcp::new(&rig);
-    let data = t.random_file("data", SMALL);
-    let mut pasta = t.guest_serve(
-        who,
-        &["-t", "5001"],
-        &[listener("sink", "::", 5001, Some(4))],
-    );
-    let targets = [Fam::V4.lo(), HOST_IP4, Fam::V6.lo(), HOST_IP6];
-    let ops: Vec<Obj> = targets
-        .iter()
-        .map(|h| op("upload", h, 5001).s("file", &data.path).n("retry", 5))
-        .collect();
-    let (out, res) = t.client(&rig.host, &ops, QUICK);
-    let ctx = format!("{}\n{}", text(&out), rig.log("pasta"));
-    for (i, h) in targets.iter().enumerate() {
-        let what = format!("upload from the host to {h}:5001");
-        assert_same_data(op_ok(&res, i, &ctx), &data, &what, &ctx);
-    }
-    assert_eq!(out.status.code(), Some(0), "{ctx}");
-    let (ctx, guest) = t.finish(&mut pasta, "pasta", &ctx);
-    let sink = served(&guest, 5001, 4, &ctx);
-    for i in 0..4 {
-        assert_same_data(fact(sink, i), &data, "upload (the guest's log)", &ctx);
-    }
+    with_pasta(who, &["-t", "5001"], common::tcp::host_to_guest_forwarded);
 }
 
-// ---------------------------------------------------------------------------
-// Connection life cycle
-// ---------------------------------------------------------------------------
-
-/// 200 connections open at once from the guest to the remote. On port 5001
-/// each client sends 64 KiB and shuts down writing, then reads the reply the
-/// server only sends after that EOF (the data reversed). On port 5002 the
-/// server sends 64 KiB and shuts down writing first; each client reads to
-/// EOF and then sends 128 KiB, all of which the server must receive.
+/// 200 connections at once.
 fn half_close(who: As, fam: Fam) {
-    const N: usize = 200;
-    const SIZE: u64 = 64 << 10;
-    let rig = Rig::new();
-    let t = Tcp::new(&rig);
-    let far = fam.far();
-    let mut server = t.serve(
-        &rig.remote,
-        "server",
-        &[
-            listener("reverse_echo", far, 5001, Some(N)).n("size", SIZE),
-            listener("send_first", far, 5002, Some(N)).n("size", SIZE),
-        ],
-    );
-    let ops = [
-        op("halfclose", far, 5001).n("n", N).n("size", SIZE),
-        op("halfclose_rev", far, 5002).n("n", N).n("size", SIZE),
-    ];
-    let (out, res) = t.guest_client(who, &[], &ops, QUICK);
-    let ctx = format!("{}\n{}", text(&out), rig.log("server"));
-    for (i, what) in [
-        "guest shuts down writing first",
-        "remote shuts down writing first",
-    ]
-    .iter()
-    .enumerate()
-    {
-        let r = op_ok(&res, i, &ctx);
-        assert_eq!(
-            count(r, "ok"),
-            N as u64,
-            "{what}: {} of {N} connections exchanged all their data; errors: {:?}\n{ctx}",
-            count(r, "ok"),
-            strings(r, "errors")
-        );
-    }
-    assert_eq!(out.status.code(), Some(0), "{ctx}");
-    let (ctx, srv) = t.finish(&mut server, "server", &ctx);
-    served(&srv, 5001, N as u64, &ctx);
-    served(&srv, 5002, N as u64, &ctx);
+    with_pasta(who, &[], |t, g| common::tcp::half_close(t, g, fam, 200));
 }
 
-/// A reset from the remote (close with SO_LINGER {1, 0}) reaches the guest
-/// as ECONNRESET, and a reset from the guest reaches the remote the same
-/// way, both within [`RESET_WITHIN`].
 fn resets(who: As, fam: Fam) {
-    let rig = Rig::new();
-    let t = Tcp::new(&rig);
-    let far = fam.far();
-    let mut server = t.serve(
-        &rig.remote,
-        "server",
-        &[
-            listener("rst", far, 5001, Some(1)),
-            listener("rst_expect", far, 5002, Some(1)),
-        ],
-    );
-    let ops = [op("rst_recv", far, 5001), op("rst_send", far, 5002)];
-    let (out, res) = t.guest_client(who, &[], &ops, QUICK);
-    let ctx = format!("{}\n{}", text(&out), rig.log("server"));
-    let r = op_ok(&res, 0, &ctx);
-    let (outcome, secs) = (r.str_of("outcome"), num(r, "secs"));
-    assert!(
-        matches!(outcome, "ECONNRESET" | "EPIPE") && secs < RESET_WITHIN,
-        "the remote reset the connection; the guest saw {outcome} after {secs:.2} s, \
-         want ECONNRESET within {RESET_WITHIN} s\n{ctx}"
-    );
-    assert_eq!(op_ok(&res, 1, &ctx).str_of("greeting"), "g", "{ctx}");
-    let (ctx, srv) = t.finish(&mut server, "server", &ctx);
-    let f = fact(served(&srv, 5002, 1, &ctx), 0);
-    let (outcome, secs) = (f.str_of("outcome"), num(f, "secs"));
-    assert!(
-        outcome == "ECONNRESET" && secs < RESET_WITHIN,
-        "the guest reset the connection; the remote saw {outcome} after {secs:.2} s, \
-         want ECONNRESET within {RESET_WITHIN} s\n{ctx}"
-    );
+    with_pasta(who, &[], |t, g| common::tcp::resets(t, g, fam));
 }
 
-/// Connections to a port nobody listens on, at the remote and at the
-/// gateway (the host's loopback), are refused within [`REFUSED_WITHIN`].
 fn refused(who: As) {
-    let rig = Rig::new();
-    let t = Tcp::new(&rig);
-    let targets = [FAR_IP4, REMOTE_IP4, FAR_IP6, REMOTE_IP6];
-    let ops: Vec<Obj> = targets.iter().map(|h| op("refused", h, 5009)).collect();
-    let (out, res) = t.guest_client(who, &[], &ops, QUICK);
-    let ctx = text(&out);
-    for (i, h) in targets.iter().enumerate() {
-        let r = op_ok(&res, i, &ctx);
-        let (err, secs) = (r.str_of("err"), num(r, "secs"));
-        assert!(
-            err == "ECONNREFUSED" && secs < REFUSED_WITHIN,
-            "connecting to {h}:5009 (closed) gave {err} after {secs:.2} s, \
-             want ECONNREFUSED within {REFUSED_WITHIN} s\n{ctx}"
-        );
-    }
+    with_pasta(who, &[], common::tcp::refused);
 }
 
 // ---------------------------------------------------------------------------

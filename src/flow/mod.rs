@@ -24,16 +24,16 @@ pub enum FlowState {
 
 /// Where flows send frames toward the guest (the engine's link).
 pub trait GuestLink {
-    /// Sends one frame; one the link cannot take now is dropped (and
-    /// counted there): TCP resends on the guest's duplicate ACKs or its
-    /// ACK timer.
-    fn send_frame(&mut self, frame: &[u8]);
+    /// Sends one frame; `false` if the link could not take it now (it is
+    /// dropped and counted there; TCP keeps its data and sends it again
+    /// once [`GuestLink`] is writable).
+    fn send_frame(&mut self, frame: &[u8]) -> bool;
     /// Whether [`GuestLink::send_offloaded`] frames reach the guest's
     /// kernel with their offload description.
     fn offloads(&self) -> bool;
     /// Sends a frame the guest's kernel finishes (see
     /// [`crate::link::Offload`]); only when [`GuestLink::offloads`].
-    fn send_offloaded(&mut self, frame: &[u8], offload: crate::link::Offload);
+    fn send_offloaded(&mut self, frame: &[u8], offload: crate::link::Offload) -> bool;
 }
 
 /// The flow table as the engine instantiates it.

@@ -141,7 +141,24 @@ impl Link {
     /// Sends one frame to the guest; dropped (and counted) if the transport
     /// cannot take it now or no guest is attached.
     pub fn write_frame(&mut self, frame: &[u8]) -> io::Result<()> {
-        self.write_offloaded(frame, Offload::NONE)
+        self.write_offloaded(frame, Offload::NONE).map(drop)
+    }
+
+    /// A frame waits for room in the transport: wait for it to be
+    /// writable, then [`Link::flush`].
+    pub fn blocked(&self) -> bool {
+        match &self.io {
+            Some(LinkIo::Stream(stream)) => stream.blocked(),
+            _ => false,
+        }
+    }
+
+    /// Sends what waits for room; `true` once nothing does.
+    pub fn flush(&mut self) -> io::Result<bool> {
+        match &mut self.io {
+            Some(LinkIo::Stream(stream)) => stream.flush(),
+            _ => Ok(true),
+        }
     }
 
     /// Whether frames written with an [`Offload`] reach the guest's kernel
@@ -150,9 +167,11 @@ impl Link {
         matches!(self.io, Some(LinkIo::Tap(_)))
     }
 
-    /// [`Link::write_frame`] with an offload description; only for links
-    /// that [`Link::offloads`].
-    pub fn write_offloaded(&mut self, frame: &[u8], offload: Offload) -> io::Result<()> {
+    /// [`Link::write_frame`] with an offload description (only for links
+    /// that [`Link::offloads`]); `Ok(false)` if the frame was not sent
+    /// (counted as dropped; a sender that keeps what it sends may try
+    /// again once the link is writable).
+    pub fn write_offloaded(&mut self, frame: &[u8], offload: Offload) -> io::Result<bool> {
         if let Some(pcap) = &self.pcap {
             pcap.record(frame);
         }
@@ -166,7 +185,7 @@ impl Link {
         } else {
             self.counters.dropped_out += 1;
         }
-        Ok(())
+        Ok(sent)
     }
 
     /// The transport's fd, for the event loop.

@@ -13,34 +13,49 @@
 //! closed and the caller drops it (upstream drops the whole batch).
 //!
 //! Writing: one `sendmsg` of [length, frame] without blocking; if only part
-//! of it goes out, the rest is finished by waiting for the socket (a frame is
-//! never cut in half: that would desynchronise the stream), with a bound.
+//! of it goes out, the rest is kept (at most one frame) and sent first when
+//! the socket has room again ([`StreamLink::flush`], on EPOLLOUT): a frame
+//! is never cut in half, which would desynchronise the stream. The socket's
+//! send buffer is made as large as the system allows, so that bursts of
+//! 64 KiB frames fit.
 
 use std::io::{self, IoSlice};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::time::{Duration, Instant};
 
-use rustix::event::{PollFd, PollFlags, poll};
 use rustix::net::{RecvFlags, SendFlags, recv, send, sendmsg};
 
 use super::{FrameBatch, MAX_FRAME, MIN_FRAME, ReadStop};
 
 /// Bytes of the length prefix.
 const HEADER: usize = 4;
-/// How long finishing a partly sent frame may take before the guest is
-/// considered stuck and the connection dropped.
-const FINISH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Send buffer asked for (the kernel caps it at `net.core.wmem_max`).
+const SEND_BUFFER: usize = 16 << 20;
 
 pub struct StreamLink {
     fd: OwnedFd,
     /// Bytes of the batch buffer read but not yet declared as frames.
     pending: std::ops::Range<usize>,
+    /// The rest of a frame the socket took only in part.
+    unsent: Vec<u8>,
 }
 
 impl StreamLink {
     /// Wraps a connected, non-blocking stream socket.
     pub fn new(fd: OwnedFd) -> StreamLink {
-        StreamLink { fd, pending: 0..0 }
+        if let Err(e) = rustix::net::sockopt::set_socket_send_buffer_size(&fd, SEND_BUFFER) {
+            log::debug!("Guest socket: SO_SNDBUF: {e}");
+        }
+        StreamLink {
+            fd,
+            pending: 0..0,
+            unsent: Vec::with_capacity(HEADER + MAX_FRAME),
+        }
+    }
+
+    /// Part of a frame waits for room in the socket.
+    pub fn blocked(&self) -> bool {
+        !self.unsent.is_empty()
     }
 
     /// Reads what the socket has into `batch` (cleared) and declares the
@@ -86,12 +101,17 @@ impl StreamLink {
     }
 
     /// Sends one frame with its length; `false` if the socket cannot take
-    /// any of it now (dropped, as a full NIC queue would).
+    /// it now (nothing of it was sent; the caller may try again once the
+    /// link is writable). A frame that goes out only in part is finished
+    /// from [`StreamLink::flush`] before any other: frames are never cut.
     pub fn write_frame(&mut self, frame: &[u8]) -> io::Result<bool> {
         let len = u32::try_from(frame.len())
             .ok()
             .filter(|&l| l as usize <= MAX_FRAME)
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "frame too long"))?;
+        if !self.flush()? {
+            return Ok(false);
+        }
         let header = len.to_be_bytes();
         let iov = [IoSlice::new(&header), IoSlice::new(frame)];
         let flags = SendFlags::DONTWAIT | SendFlags::NOSIGNAL;
@@ -103,50 +123,31 @@ impl StreamLink {
                 Err(e) => return Err(e.into()),
             }
         };
-        let total = HEADER + frame.len();
-        if sent < total {
-            self.finish(&header, frame, sent)?;
+        if sent < HEADER {
+            self.unsent.extend_from_slice(&header[sent..]);
+            self.unsent.extend_from_slice(frame);
+        } else {
+            self.unsent.extend_from_slice(&frame[sent - HEADER..]);
         }
         Ok(true)
     }
 
-    /// Sends the unsent tail of [header, frame], waiting for room.
-    fn finish(&self, header: &[u8; HEADER], frame: &[u8], mut sent: usize) -> io::Result<()> {
-        let deadline = Instant::now() + FINISH_TIMEOUT;
-        let total = HEADER + frame.len();
-        while sent < total {
-            let rest = if sent < HEADER {
-                &header[sent..]
-            } else {
-                &frame[sent - HEADER..]
-            };
-            match send(&self.fd, rest, SendFlags::DONTWAIT | SendFlags::NOSIGNAL) {
-                Ok(n) => sent += n,
+    /// Sends what is left of a frame that went out in part; `true` once
+    /// nothing is left.
+    pub fn flush(&mut self) -> io::Result<bool> {
+        while !self.unsent.is_empty() {
+            match send(
+                &self.fd,
+                &self.unsent,
+                SendFlags::DONTWAIT | SendFlags::NOSIGNAL,
+            ) {
+                Ok(n) => drop(self.unsent.drain(..n)),
                 Err(rustix::io::Errno::INTR) => {}
-                Err(rustix::io::Errno::AGAIN) => self.wait_writable(deadline)?,
+                Err(rustix::io::Errno::AGAIN) => return Ok(false),
                 Err(e) => return Err(e.into()),
             }
         }
-        Ok(())
-    }
-
-    fn wait_writable(&self, deadline: Instant) -> io::Result<()> {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "guest stopped reading",
-            ));
-        }
-        let mut fds = [PollFd::new(&self.fd, PollFlags::OUT)];
-        let timeout = rustix::event::Timespec {
-            tv_sec: left.as_secs() as i64,
-            tv_nsec: i64::from(left.subsec_nanos()),
-        };
-        match poll(&mut fds, Some(&timeout)) {
-            Ok(_) | Err(rustix::io::Errno::INTR) => Ok(()),
-            Err(e) => Err(e.into()),
-        }
+        Ok(true)
     }
 }
 
@@ -242,6 +243,37 @@ mod tests {
         drop(peer);
         let mut batch = FrameBatch::new(1 << 20, 64);
         assert_eq!(link.read_batch(&mut batch).unwrap(), ReadStop::Closed);
+    }
+
+    #[test]
+    fn stream_full_socket_keeps_frames_whole_and_flushes_later() {
+        let (mut peer, mut link) = pair();
+        let frame: Vec<u8> = (0..60000u32).map(|i| i as u8).collect();
+        let mut accepted = 0usize;
+        while link.write_frame(&frame).unwrap() {
+            accepted += 1;
+            assert!(accepted < 10_000, "the socket never filled");
+        }
+        assert!(!link.flush().unwrap() || !link.blocked());
+        let reader = std::thread::spawn(move || {
+            let mut frames = 0;
+            let mut header = [0u8; 4];
+            let mut body = vec![0u8; 60000];
+            while frames < accepted {
+                std::io::Read::read_exact(&mut peer, &mut header).unwrap();
+                assert_eq!(u32::from_be_bytes(header), 60000);
+                std::io::Read::read_exact(&mut peer, &mut body).unwrap();
+                assert!(body.iter().enumerate().all(|(i, &b)| b == i as u8));
+                frames += 1;
+            }
+        });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !link.flush().unwrap() {
+            assert!(std::time::Instant::now() < deadline, "never flushed");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        reader.join().unwrap();
+        assert!(!link.blocked());
     }
 
     #[test]

@@ -47,6 +47,10 @@
 //!   tests `NAME::as_root` and `NAME::as_user` from a `fn(As)`.
 //! - setup: [`setup_tun`] (`/dev/net/tun` mode 0666, once), [`tool`] /
 //!   [`ping_argv`] (find a program or name the package), [`TempDir`].
+//! - submodules: [`passt`] (start a foreground passt: [`passt::start_passt`]),
+//!   [`guest`] (a namespace bridged to passt's socket, the guest a VM would
+//!   be: [`guest::PasstGuest`]), [`tcp`] (the TCP helper and the scenarios
+//!   shared by pasta's and passt's TCP tests), [`json`].
 //!
 //! The binaries under test are [`pasta_bin`] and [`passt_bin`]; the
 //! environment variables `PASST_RS_TEST_PASTA` / `PASST_RS_TEST_PASST`
@@ -57,7 +61,10 @@
 //! uses every helper, hence `allow(dead_code)`.
 #![allow(dead_code)]
 
+pub mod guest;
 pub mod json;
+pub mod passt;
+pub mod tcp;
 
 use std::ffi::OsStr;
 use std::fs;

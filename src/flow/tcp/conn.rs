@@ -107,6 +107,10 @@ pub struct TcpConn {
     pub fin_acked: bool,
     /// EPOLLOUT is requested.
     pub want_out: bool,
+    /// The guest link did not take all we sent: wait for it.
+    pub link_blocked: bool,
+    /// On the list of connections waiting for the guest link.
+    pub waits_for_link: bool,
     /// When the guest last acknowledged something new.
     pub last_progress: Instant,
     /// Last traffic in either direction.
@@ -144,6 +148,8 @@ impl TcpConn {
             fin_sent: false,
             fin_acked: false,
             want_out: false,
+            link_blocked: false,
+            waits_for_link: false,
             last_progress: now,
             last_active: now,
             opened: now,

@@ -114,6 +114,8 @@ pub struct TcpFlows {
     /// a batch, written at once (at most [`TAIL_MAX`] bytes).
     staged: Vec<u8>,
     staged_for: Option<FlowId>,
+    /// Connections waiting for the guest link to take frames again.
+    blocked: Vec<FlowId>,
     /// The guest's addresses as last seen in its segments.
     guest4: Option<Ipv4Addr>,
     guest6: Option<Ipv6Addr>,
@@ -185,6 +187,7 @@ impl TcpFlows {
             ack_due: Vec::with_capacity(1024),
             staged: Vec::with_capacity(TAIL_MAX),
             staged_for: None,
+            blocked: Vec::new(),
             guest4: config.ip4.as_ref().map(|c| c.addr),
             guest6: config.ip6.as_ref().map(|c| c.addr),
             link_mss4: link_mss(config.mtu, 20),
@@ -659,7 +662,10 @@ impl TcpFlows {
                 return Ok(());
             }
             let window = *window.get_or_insert_with(|| self.window_field(conn));
-            self.emit_segments(ctx, ends, conn, layout, n, window);
+            if !self.emit_segments(ctx, ends, conn, layout, n, window) {
+                self.link_blocked(conn);
+                return Ok(());
+            }
             if n < layout.total && !conn.host_rdhup {
                 conn.host_pending = false;
                 return Ok(());
@@ -667,9 +673,11 @@ impl TcpFlows {
         }
     }
 
-    /// Completes and sends the frames of `n` bytes just peeked into `tx`.
-    /// On a link with offloads a frame carries up to 64 KiB for the guest's
-    /// kernel to take as MSS-sized segments, with a partial checksum.
+    /// Completes and sends the frames of `n` bytes just peeked into `tx`;
+    /// `false` if the link stopped taking them (what was not sent does not
+    /// count as sent). On a link with offloads a frame carries up to
+    /// 64 KiB for the guest's kernel to take as MSS-sized segments, with a
+    /// partial checksum.
     fn emit_segments(
         &mut self,
         ctx: &mut Ctx<'_>,
@@ -678,10 +686,11 @@ impl TcpFlows {
         layout: SegmentLayout,
         n: usize,
         window: u16,
-    ) {
+    ) -> bool {
         let read = SegmentLayout { total: n, ..layout };
         let count = read.count();
         let offloads = ctx.link.offloads();
+        let mut all_sent = true;
         for i in 0..count {
             let len = read.len_of(i);
             let last = i + 1 == count;
@@ -696,18 +705,63 @@ impl TcpFlows {
                 window,
             };
             let slot = &mut self.tx[i * TX_SLOT..(i + 1) * TX_SLOT];
-            if offloads {
+            let sent = if offloads {
                 let offload = segment_offload(ends.dst.is_ipv6(), len, conn.mss);
-                if let Some(frame_len) = wire::write_data_headers_partial(ends, &ctl, slot, len) {
-                    ctx.link.send_offloaded(&slot[..frame_len], offload);
-                }
-            } else if let Some(frame_len) = wire::write_data_headers(ends, &ctl, slot, len) {
-                ctx.link.send_frame(&slot[..frame_len]);
+                wire::write_data_headers_partial(ends, &ctl, slot, len)
+                    .is_some_and(|frame_len| ctx.link.send_offloaded(&slot[..frame_len], offload))
+            } else {
+                wire::write_data_headers(ends, &ctl, slot, len)
+                    .is_some_and(|frame_len| ctx.link.send_frame(&slot[..frame_len]))
+            };
+            if !sent {
+                all_sent = false;
+                break;
             }
             conn.seq_to_guest = conn.seq_to_guest.wrapping_add(len as u32);
         }
         conn.ack_sent = conn.seq_from_guest;
         conn.window_sent = window;
+        all_sent
+    }
+
+    /// The link took only part of what was peeked: the peek offset goes
+    /// back to what was sent, and the connection waits for the link.
+    fn link_blocked(&mut self, conn: &mut TcpConn) {
+        conn.host_pending = true;
+        conn.link_blocked = true;
+        if self.skip.is_none() {
+            let offset = i32::try_from(conn.data_in_flight()).unwrap_or(i32::MAX);
+            if let Err(e) = sock::set_peek_offset(&conn.socket, offset) {
+                log::debug!("TCP: SO_PEEK_OFF: {e}");
+            }
+        }
+    }
+
+    /// Connections waiting for the guest link to take frames again.
+    pub fn link_waiters(&self) -> bool {
+        !self.blocked.is_empty()
+    }
+
+    /// The guest link is writable again: the connections that were
+    /// waiting for it send, in turn, until the link is full again.
+    pub fn resume_blocked(&mut self, flows: &mut Flows, ctx: &mut Ctx<'_>) {
+        let waiting = std::mem::take(&mut self.blocked);
+        let mut rest = waiting.iter();
+        for &id in rest.by_ref() {
+            if let Some((ends, conn)) = conn_of(flows, ctx, id) {
+                conn.link_blocked = false;
+                conn.waits_for_link = false;
+                let verdict = self.send_data(ctx, &ends, conn).err();
+                self.update_interest(ctx, id, conn);
+                if let Some(how) = verdict {
+                    self.close(flows, ctx, id, how);
+                }
+            }
+            if !self.blocked.is_empty() {
+                break;
+            }
+        }
+        self.blocked.extend(rest.copied());
     }
 
     fn send_fin(&mut self, ctx: &mut Ctx<'_>, ends: &Endpoints, conn: &mut TcpConn) {
@@ -734,8 +788,13 @@ impl TcpFlows {
     }
 
     /// EPOLLOUT while connecting, while a tail waits, and while the window
-    /// offered is closed.
+    /// offered is closed; a connection the guest link stopped joins the
+    /// ones waiting for it.
     fn update_interest(&mut self, ctx: &mut Ctx<'_>, id: FlowId, conn: &mut TcpConn) {
+        if conn.link_blocked && !conn.waits_for_link {
+            conn.waits_for_link = true;
+            self.blocked.push(id);
+        }
         let connecting = conn.phase == Phase::Connecting;
         let want_out = connecting || !conn.tail.is_empty() || conn.window_closed;
         if want_out != conn.want_out {
