@@ -1367,3 +1367,81 @@ fn probe_peek_offset() -> bool {
     );
     probe.is_ok_and(|s| sock::set_peek_offset(&s, 0).is_ok())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn(phase: Phase, now: Instant) -> TcpConn {
+        let socket = rustix::io::dup(std::io::stderr()).unwrap();
+        TcpConn::new(socket, phase, 1000, now)
+    }
+
+    #[test]
+    fn tcp_syn_timer_resets_an_unanswered_handshake() {
+        let t0 = Instant::now();
+        let c = conn(Phase::Connecting, t0);
+        assert_eq!(timer_due(&c, t0 + Duration::from_secs(9)), None);
+        assert_eq!(timer_due(&c, t0 + SYN_TIMEOUT), Some(Timer::Expired("SYN")));
+        let mut c = conn(Phase::SynSent, t0);
+        c.seq_to_guest = 1001;
+        c.syn_unacked = true;
+        assert_eq!(
+            timer_due(&c, t0 + ACK_TIMEOUT),
+            Some(Timer::Retransmit),
+            "SYN resent"
+        );
+        assert_eq!(timer_due(&c, t0 + SYN_TIMEOUT), Some(Timer::Expired("SYN")));
+    }
+
+    #[test]
+    fn tcp_ack_timer_resends_then_gives_up() {
+        let t0 = Instant::now();
+        let mut c = conn(Phase::Established, t0);
+        c.seq_acked = 1001;
+        c.seq_to_guest = 1001;
+        assert_eq!(timer_due(&c, t0 + ACK_TIMEOUT), None, "nothing in flight");
+        c.seq_to_guest = 5001;
+        assert_eq!(timer_due(&c, t0 + Duration::from_secs(1)), None);
+        assert_eq!(timer_due(&c, t0 + ACK_TIMEOUT), Some(Timer::Retransmit));
+        c.retries = MAX_RETRIES;
+        assert_eq!(timer_due(&c, t0 + ACK_TIMEOUT), Some(Timer::Expired("ACK")));
+    }
+
+    #[test]
+    fn tcp_fin_and_idle_timers() {
+        let t0 = Instant::now();
+        let mut c = conn(Phase::Established, t0);
+        c.seq_acked = 1001;
+        c.seq_to_guest = 1001;
+        assert_eq!(timer_due(&c, t0 + FIN_TIMEOUT), None, "open and quiet");
+        assert_eq!(
+            timer_due(&c, t0 + IDLE_TIMEOUT),
+            Some(Timer::Expired("idle"))
+        );
+        c.guest_fin = true;
+        assert_eq!(timer_due(&c, t0 + FIN_TIMEOUT), Some(Timer::Expired("FIN")));
+    }
+
+    #[test]
+    fn tcp_link_mss_follows_the_mtu() {
+        assert_eq!(link_mss(1500, 20), 1460);
+        assert_eq!(link_mss(1500, 40), 1440);
+        assert_eq!(link_mss(65520, 20), 65480);
+        assert_eq!(
+            link_mss(0, 40),
+            (MAX_FRAME - 74) as u16,
+            "bounded by the frame"
+        );
+    }
+
+    #[test]
+    fn tcp_gso_only_for_frames_beyond_one_segment() {
+        let one = segment_offload(false, 1460, 1460);
+        assert!(one.gso.is_none());
+        assert_eq!(one.partial_checksum.unwrap().start, 34);
+        let many = segment_offload(true, 14600, 1440);
+        let gso = many.gso.unwrap();
+        assert_eq!((gso.header_len, gso.segment_size, gso.v6), (74, 1440, true));
+    }
+}
