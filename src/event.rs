@@ -173,8 +173,24 @@ impl EventLoop {
     /// and returns whether the periodic tick is due (the caller runs its
     /// timers then).
     pub fn wait(&mut self, ready: &mut Vec<Ready>) -> io::Result<bool> {
-        let now = Instant::now();
-        let timeout = self.next_tick.saturating_duration_since(now);
+        let timeout = self.next_tick.saturating_duration_since(Instant::now());
+        self.collect(ready, timeout)?;
+        let tick_due = Instant::now() >= self.next_tick;
+        if tick_due {
+            self.next_tick = Instant::now() + TICK;
+        }
+        Ok(tick_due)
+    }
+
+    /// Collects the events already pending, without waiting and without
+    /// touching the tick (tests and fuzz targets step the loop with it).
+    /// Replaces the contents of `ready` as [`EventLoop::wait`] does.
+    pub fn poll(&mut self, ready: &mut Vec<Ready>) -> io::Result<()> {
+        self.collect(ready, Duration::ZERO)
+    }
+
+    /// One `epoll_wait` of at most `timeout`; the events go to `ready`.
+    fn collect(&mut self, ready: &mut Vec<Ready>, timeout: Duration) -> io::Result<()> {
         let ts = Timespec {
             tv_sec: timeout.as_secs() as i64,
             tv_nsec: i64::from(timeout.subsec_nanos()),
@@ -190,11 +206,7 @@ impl EventLoop {
         }
         ready.clear();
         ready.extend(self.events.iter().filter_map(|ev| to_ready(*ev)));
-        let tick_due = Instant::now() >= self.next_tick;
-        if tick_due {
-            self.next_tick = Instant::now() + TICK;
-        }
-        Ok(tick_due)
+        Ok(())
     }
 }
 
@@ -238,5 +250,29 @@ mod tests {
         drop(a);
         ev.wait(&mut ready).unwrap();
         assert!(ready[0].closed);
+    }
+
+    #[test]
+    fn event_poll_returns_at_once_with_what_is_pending() {
+        let mut ev = EventLoop::new().unwrap();
+        let (mut a, b) = UnixStream::pair().unwrap();
+        let token = Token::new(TokenKind::Tcp, 3);
+        ev.add(&b, token, Interest::READ).unwrap();
+        let mut ready = vec![Ready {
+            token,
+            readable: false,
+            writable: false,
+            closed: false,
+            error: false,
+        }];
+        let start = Instant::now();
+        ev.poll(&mut ready).unwrap();
+        assert!(ready.is_empty(), "nothing pending: {ready:?}");
+        assert!(start.elapsed() < TICK / 2, "did not wait for the tick");
+        a.write_all(b"x").unwrap();
+        ev.poll(&mut ready).unwrap();
+        assert_eq!(ready.len(), 1);
+        assert_eq!(ready[0].token, token);
+        assert!(ready[0].readable);
     }
 }

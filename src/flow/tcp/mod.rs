@@ -236,7 +236,8 @@ impl TcpFlows {
         key: FlowSide,
         seg: &Segment<'_>,
     ) {
-        let is_syn = seg.has(flags::SYN) && !seg.has(flags::ACK | flags::RST | flags::FIN);
+        let handshake_bits = flags::SYN | flags::ACK | flags::RST | flags::FIN;
+        let is_syn = seg.flags & handshake_bits == flags::SYN;
         if !is_syn || !connectable(seg) {
             self.counters.dropped_segments += 1;
             log::trace!("TCP: dropped segment for no connection");
@@ -1065,10 +1066,16 @@ impl TcpFlows {
             self.staged_for = None;
         }
         let guest = *flow.side(Side::Guest);
-        let FlowState::Tcp(conn) = flow.state else {
+        let FlowState::Tcp(mut conn) = flow.state else {
             return;
         };
         let _ = ctx.events.delete(&conn.socket);
+        if how == Close::Done && conn.ack_queued {
+            // The guest's FIN that completed the close is acknowledged
+            // before the connection goes (else the guest resends it to a
+            // connection that is gone).
+            self.send_ack(ctx, &guest_endpoints(ctx, &guest), &mut conn);
+        }
         if how == Close::ResetBoth {
             let ends = guest_endpoints(ctx, &guest);
             let ctl = Control {
@@ -1343,8 +1350,13 @@ fn send_buffer_size() -> Option<usize> {
     (max >= 1 << 20).then_some(max.min(8 << 20))
 }
 
-/// Host socket options shared by both directions.
+/// Host socket options shared by both directions: the send buffer, the
+/// peek offset, and `TCP_NODELAY` (what the guest sent was acknowledged
+/// already: holding it back for Nagle's algorithm only adds latency).
 fn tune_socket(socket: &OwnedFd, sndbuf: Option<usize>, peek_offset: bool) {
+    if let Err(e) = rustix::net::sockopt::set_tcp_nodelay(socket, true) {
+        log::debug!("TCP: TCP_NODELAY: {e}");
+    }
     if let Some(size) = sndbuf {
         if let Err(e) = rustix::net::sockopt::set_socket_send_buffer_size(socket, size) {
             log::debug!("TCP: SO_SNDBUF: {e}");
@@ -1443,5 +1455,210 @@ mod tests {
         let many = segment_offload(true, 14600, 1440);
         let gso = many.gso.unwrap();
         assert_eq!((gso.header_len, gso.segment_size, gso.v6), (74, 1440, true));
+    }
+}
+
+/// Connections driven through real sockets in a private network namespace
+/// (root): the guest side is played by hand-built segments.
+#[cfg(test)]
+mod socket_tests {
+    use super::*;
+    use crate::conf::{Mode, fixture};
+    use std::io::Read;
+    use std::net::{TcpListener, TcpStream};
+
+    /// Frames sent to the guest, kept for the test to look at.
+    #[derive(Default)]
+    struct Frames(Vec<Vec<u8>>);
+
+    impl GuestLink for Frames {
+        fn send_frame(&mut self, frame: &[u8]) -> bool {
+            self.0.push(frame.to_vec());
+            true
+        }
+
+        fn offloads(&self) -> bool {
+            false
+        }
+
+        fn send_offloaded(&mut self, frame: &[u8], _: Offload) -> bool {
+            self.send_frame(frame)
+        }
+    }
+
+    /// Runs `f` in a fresh network namespace with `lo` up.
+    fn in_private_netns(f: impl FnOnce() + Send) {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                crate::sys::ns::unshare_net_thread().expect("unshare");
+                let mut nl = crate::netlink::Netlink::open().unwrap();
+                let lo = nl.link_index("lo").unwrap().unwrap();
+                nl.set_link_up(lo).unwrap();
+                f();
+            })
+            .join()
+            .unwrap();
+        });
+    }
+
+    /// The TCP flows with a guest at its configured address, port 40000,
+    /// and a host listener behind the gateway (the host's loopback).
+    struct Rig {
+        config: Config,
+        events: EventLoop,
+        flows: Flows,
+        tcp: TcpFlows,
+        link: Frames,
+        listener: TcpListener,
+    }
+
+    const GUEST_PORT: u16 = 40000;
+
+    impl Rig {
+        fn new() -> Rig {
+            let config = fixture::config(Mode::Passt, &[]);
+            Rig {
+                tcp: TcpFlows::new(&config),
+                config,
+                events: EventLoop::new().unwrap(),
+                flows: Flows::new(16),
+                link: Frames::default(),
+                listener: TcpListener::bind("127.0.0.1:0").unwrap(),
+            }
+        }
+
+        fn with_ctx(&mut self, f: impl FnOnce(&mut TcpFlows, &mut Flows, &mut Ctx<'_>)) {
+            let Rig {
+                config,
+                events,
+                flows,
+                tcp,
+                link,
+                ..
+            } = self;
+            let mut ctx = Ctx {
+                our_mac: config.our_mac,
+                config,
+                events,
+                guest_mac: [2; 6],
+                link,
+            };
+            f(tcp, flows, &mut ctx);
+        }
+
+        /// One guest segment as a batch of its own.
+        fn guest(&mut self, flag_bits: u8, seq: u32, ack: u32, payload: &[u8]) {
+            let ends = Endpoints {
+                our_mac: [2; 6],
+                guest_mac: self.config.our_mac,
+                src: IpAddr::V4(self.config.ip4.as_ref().unwrap().addr),
+                dst: IpAddr::V4(self.config.nat.map_host_loopback4.unwrap()),
+                src_port: GUEST_PORT,
+                dst_port: self.listener.local_addr().unwrap().port(),
+            };
+            let ctl = Control {
+                seq,
+                ack,
+                flags: flag_bits,
+                window: 65535,
+            };
+            let mut frame = vec![0; 2048];
+            let start = wire::data_header_len(false);
+            frame[start..start + payload.len()].copy_from_slice(payload);
+            let len = wire::write_data_headers(&ends, &ctl, &mut frame, payload.len()).unwrap();
+            let seg = wire::parse_segment(&frame[..len]).unwrap();
+            self.with_ctx(|tcp, flows, ctx| {
+                tcp.from_guest(flows, ctx, &seg);
+                tcp.flush_acks(flows, ctx);
+            });
+        }
+
+        /// Handles the ready sockets until none is.
+        fn events(&mut self) {
+            let mut ready = Vec::new();
+            for _ in 0..16 {
+                std::thread::sleep(Duration::from_millis(10));
+                self.events.poll(&mut ready).unwrap();
+                if ready.is_empty() {
+                    return;
+                }
+                for r in &ready {
+                    let id = FlowId::from_raw(r.token.index);
+                    self.with_ctx(|tcp, flows, ctx| tcp.on_socket(flows, ctx, id, r));
+                }
+            }
+        }
+
+        /// The segments sent to the guest since the last call.
+        fn sent(&mut self) -> Vec<(u8, u32, u32)> {
+            let frames = std::mem::take(&mut self.link.0);
+            let segs = frames.iter().map(|f| wire::parse_segment(f).unwrap());
+            segs.map(|s| (s.flags, s.seq, s.ack)).collect()
+        }
+
+        /// Handshake from the guest (ISN `g_isn`); returns our ISN and the
+        /// host's end of the connection.
+        fn connect(&mut self, g_isn: u32) -> (u32, TcpStream) {
+            self.guest(flags::SYN, g_isn, 0, &[]);
+            self.events();
+            let sent = self.sent();
+            assert_eq!(sent.len(), 1);
+            let (flag_bits, isn, ack) = sent[0];
+            assert_eq!((flag_bits, ack), (flags::SYN | flags::ACK, g_isn + 1));
+            self.guest(flags::ACK, g_isn + 1, isn.wrapping_add(1), &[]);
+            let (host, _) = self.listener.accept().unwrap();
+            (isn, host)
+        }
+    }
+
+    /// The usual close when the host side closes first: our FIN, then the
+    /// guest's FIN (with the ACK of ours). The guest's FIN must be
+    /// acknowledged, or the guest stays in LAST-ACK resending it to a
+    /// connection that is gone.
+    #[test]
+    fn tcp_guest_fin_that_completes_the_close_is_acknowledged() {
+        in_private_netns(|| {
+            let mut rig = Rig::new();
+            let (isn, mut host) = rig.connect(1000);
+            let (isn1, isn2) = (isn.wrapping_add(1), isn.wrapping_add(2));
+            rig.guest(flags::ACK | flags::PSH, 1001, isn1, b"hello");
+            host.shutdown(std::net::Shutdown::Write).unwrap();
+            rig.events();
+            let sent = rig.sent();
+            assert!(
+                sent.contains(&(flags::FIN | flags::ACK, isn1, 1006)),
+                "our FIN: {sent:?}"
+            );
+            rig.guest(flags::FIN | flags::ACK, 1006, isn2, &[]);
+            let sent = rig.sent();
+            assert_eq!(
+                sent,
+                [(flags::ACK, isn2, 1007)],
+                "the guest's FIN is acknowledged"
+            );
+            assert!(rig.flows.is_empty());
+            let mut got = Vec::new();
+            host.read_to_end(&mut got).unwrap();
+            assert_eq!(got, b"hello");
+        });
+    }
+
+    /// Only a SYN without ACK, RST or FIN opens a connection; a SYN-ACK
+    /// for no connection (stale or forged) must not make the host connect.
+    #[test]
+    fn tcp_syn_with_ack_rst_or_fin_opens_nothing() {
+        in_private_netns(|| {
+            let mut rig = Rig::new();
+            for other in [flags::ACK, flags::RST, flags::FIN] {
+                rig.guest(flags::SYN | other, 1000, 0, &[]);
+                assert!(
+                    rig.flows.is_empty(),
+                    "SYN with {other:#04x} opened a connection"
+                );
+            }
+            assert_eq!(rig.tcp.counters.opened_from_guest, 0);
+            rig.listener.set_nonblocking(true).unwrap();
+            assert!(rig.listener.accept().is_err(), "the host saw a connection");
+        });
     }
 }

@@ -1,0 +1,1343 @@
+//! Fuzzes the TCP translation with a real host peer: each input is a small
+//! program of guest segments, host socket calls, event-loop rounds and
+//! clock jumps, run against one connection from the guest to the gateway
+//! (the host's loopback), where a listener of this target answers.
+//!
+//! The process first moves into an empty network namespace of its own with
+//! `lo` up (root is needed, as for the tests). The TCP flows are driven the
+//! way the engine drives them (`TcpFlows::from_guest` per frame and
+//! `flush_acks` per batch, `on_socket` per ready event, `on_tick`), but
+//! directly rather than through `Engine`, for two reasons: the frames the
+//! flows send the guest are captured in memory and checked as they come,
+//! and `TcpFlows::on_tick` takes the time, so the timers fire on a virtual
+//! clock (`Engine::on_tick` reads the real one).
+//!
+//! Payload bytes are a function of their position in the stream (one
+//! pattern per direction), so that whatever the fuzzer does with sequence
+//! numbers, every byte either side receives can be checked exactly.
+//!
+//! Invariants checked (a failure panics):
+//! - every frame to the guest parses, has valid IPv4 and TCP checksums, and
+//!   goes from our MAC/gateway address/listener port to the guest's; a
+//!   SYN-ACK carries no payload and keeps one ISN;
+//! - guest-bound data starts after the SYN-ACK, is at most the guest's MSS
+//!   per segment, is the host's bytes at their stream offsets, never beyond
+//!   what the host wrote nor beyond the guest's window (bounded by the
+//!   highest acceptable ACK plus the largest window the guest announced);
+//!   our FIN comes only after the host shut down, exactly at the end of what
+//!   it wrote, and no data follows it;
+//! - our ACK numbers never go back and never cover more than the guest
+//!   could have sent in order (its FIN included);
+//! - an RST to the guest leaves no connection behind; a segment for no
+//!   connection (not an opening SYN) is answered by nothing;
+//! - only a SYN without ACK, RST or FIN opens a connection;
+//! - the host reads the guest's bytes at their stream offsets, never more
+//!   than was acknowledged to the guest (unless the guest reset: its RST
+//!   may cut off the ACK of data written in the same batch), and its end
+//!   of stream only after the guest's FIN was acknowledged (or a reset);
+//! - at the end of an input, with nobody reset: once the guest
+//!   acknowledges everything with an open window and the host reads
+//!   everything, the host has read exactly what was acknowledged to the
+//!   guest (not checked once the host shrank its receive buffer: the
+//!   kernel then drops segments and takes seconds to resend them), and the
+//!   guest has received everything the host wrote (and our FIN if the host
+//!   shut down). The kernels may hold data back for a delayed ACK or a
+//!   retransmission timer, so a stalled exchange waits a little in real
+//!   time (at most [`MAX_STALL`] without progress) before it is judged; the
+//!   host side uses `TCP_NODELAY` and renews `TCP_QUICKACK` on each read to
+//!   keep that rare.
+//!
+//! Between inputs the connection is reset from the guest (which must
+//! remove it) and the host side closed with RST; a fresh `TcpFlows` per
+//! input (8 MiB of frame buffers) runs about 40% slower.
+//!
+//! Known bugs can be tolerated to look for others: `TCP_FLOW_TOLERATE`
+//! takes a comma-separated list of `unacked-fin` (the guest's FIN that
+//! completes a close is never acknowledged) and `syn-flags` (a SYN with
+//! ACK, RST or FIN opens a connection). `TCP_FLOW_TRACE` prints the
+//! segments both ways.
+//!
+//! Input: byte 0 picks the family (bit 0), bytes 1..5 the guest's ISN,
+//! then steps, each an opcode byte and its arguments (see [`Op`]); missing
+//! argument bytes read as zero.
+
+#![no_main]
+
+mod checks;
+
+use std::cell::RefCell;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{IpAddr, Shutdown, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use libfuzzer_sys::fuzz_target;
+use passt_rs::conf::{Config, Mode, fixture};
+use passt_rs::event::{EventLoop, Ready, TokenKind};
+use passt_rs::flow::table::FlowId;
+use passt_rs::flow::tcp::{ACK_TIMEOUT, Ctx, FIN_TIMEOUT, IDLE_TIMEOUT, SYN_TIMEOUT, TcpFlows};
+use passt_rs::flow::{FlowState, Flows, GuestLink};
+use passt_rs::link::Offload;
+use passt_rs::wire::tcp::{
+    Control, Endpoints, Segment, TcpOptions, build_control, data_header_len, flags, parse_segment,
+    write_data_headers,
+};
+
+/// The listener's port on the host's loopback.
+const PORT: u16 = 8080;
+const GUEST_MAC: [u8; 6] = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
+/// Steps run per input at most.
+const MAX_STEPS: usize = 512;
+/// Salts of the two directions' payload patterns.
+const GUEST_SALT: u32 = 0x6a09_e667;
+const HOST_SALT: u32 = 0xbb67_ae85;
+/// The largest guest window the flows take (their `MAX_WINDOW`).
+const MAX_WINDOW: u64 = 16 << 20;
+/// MSS assumed when the guest's SYN has none (RFC 9293).
+const DEFAULT_MSS: u16 = 536;
+/// Bytes the host writes per input at most (bounds the frames an input
+/// makes the flows send with a tiny MSS).
+const HOST_MAX: u32 = 256 << 10;
+/// Event-loop rounds per step (each drains what is pending).
+const EVENT_ROUNDS: usize = 16;
+/// Rounds of the closing exchange before its checks.
+const SETTLE_ROUNDS: usize = 4096;
+/// Real time the closing exchange waits when it stalls: in steps of
+/// `STALL_STEP`, at most `MAX_STALL` without progress and `MAX_WAIT` in
+/// all (a 256 KiB tail drained through a tiny send buffer takes a few
+/// hundred milliseconds).
+const STALL_STEP: Duration = Duration::from_millis(5);
+const MAX_STALL: Duration = Duration::from_millis(500);
+const MAX_WAIT: Duration = Duration::from_secs(3);
+/// Frame flags for the segment step: a table the fuzzer indexes, so that
+/// the common combinations are one byte value away.
+const FLAG_TABLE: [u8; 16] = [
+    flags::ACK,
+    flags::ACK | flags::PSH,
+    flags::ACK,
+    flags::ACK | flags::PSH,
+    flags::ACK | flags::FIN,
+    flags::ACK | flags::PSH | flags::FIN,
+    flags::RST,
+    flags::RST | flags::ACK,
+    flags::SYN,
+    flags::SYN | flags::ACK,
+    flags::FIN,
+    0,
+    flags::ACK | flags::URG,
+    flags::PSH,
+    flags::SYN | flags::FIN,
+    flags::ACK | flags::RST | flags::FIN,
+];
+
+/// `a` comes after `b` in sequence space.
+fn after(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) > 0
+}
+
+/// The byte at stream offset `pos` of the direction with `salt`.
+fn pattern(salt: u32, pos: u32) -> u8 {
+    let mut x = pos.wrapping_mul(0x9e37_79b1) ^ salt;
+    x ^= x >> 15;
+    x = x.wrapping_mul(0x85eb_ca6b);
+    x ^= x >> 13;
+    (x >> 24) as u8
+}
+
+fn fill_pattern(salt: u32, start: u32, out: &mut [u8]) {
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = pattern(salt, start.wrapping_add(i as u32));
+    }
+}
+
+/// The offset in `data` of its first byte that is not the pattern from
+/// `start` on.
+fn pattern_mismatch(salt: u32, start: u32, data: &[u8]) -> Option<usize> {
+    (0..data.len()).find(|&i| data[i] != pattern(salt, start.wrapping_add(i as u32)))
+}
+
+/// Frames the flows send the guest, kept until checked.
+#[derive(Default)]
+struct Capture {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+/// A link that always takes the frame (no backpressure), without offloads
+/// (passt's stream socket): complete frames only.
+impl GuestLink for Capture {
+    fn send_frame(&mut self, frame: &[u8]) -> bool {
+        self.bytes.extend_from_slice(frame);
+        self.ends.push(self.bytes.len());
+        true
+    }
+
+    fn offloads(&self) -> bool {
+        false
+    }
+
+    fn send_offloaded(&mut self, _: &[u8], offload: Offload) -> bool {
+        panic!("an offloaded frame ({offload:?}) on a link without offloads");
+    }
+}
+
+/// The input, read from the front; bytes past its end read as zero.
+struct Input<'a> {
+    data: &'a [u8],
+}
+
+impl Input<'_> {
+    fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    fn u8(&mut self) -> u8 {
+        match self.data.split_first() {
+            Some((&b, rest)) => {
+                self.data = rest;
+                b
+            }
+            None => 0,
+        }
+    }
+
+    fn u16(&mut self) -> u16 {
+        u16::from_be_bytes([self.u8(), self.u8()])
+    }
+
+    fn u32(&mut self) -> u32 {
+        u32::from_be_bytes([self.u8(), self.u8(), self.u8(), self.u8()])
+    }
+}
+
+/// What one opcode byte does (`byte % 16`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Op {
+    /// The guest's SYN: options byte (bit 0 MSS, bit 1 window scale, bit 2
+    /// SACK permitted), MSS (u16), shift (u8), window (u16).
+    Syn,
+    /// A guest segment: see [`World::segment_step`].
+    Segment,
+    /// The host accepts the connection.
+    Accept,
+    /// The host writes: length byte x 64 (bit 7 set: a u16 length follows
+    /// instead); at most [`HOST_MAX`] bytes per input.
+    HostWrite,
+    /// The host reads: length as for [`Op::HostWrite`].
+    HostRead,
+    /// `shutdown(SHUT_WR)` on the host socket.
+    HostShutdown,
+    /// The host closes its socket.
+    HostClose,
+    /// The host closes its socket with `SO_LINGER` 0 (RST).
+    HostReset,
+    /// Event-loop rounds: the flows handle their sockets' readiness.
+    Events,
+    /// The clock jumps (selector byte: 1 s, ACK, SYN, FIN, idle timeout)
+    /// and the timers run.
+    Tick,
+    /// Socket buffer size: selector byte (engine SO_SNDBUF, host
+    /// SO_RCVBUF, host SO_SNDBUF), size exponent byte.
+    Tune,
+}
+
+impl Op {
+    fn from_byte(b: u8) -> Op {
+        match b % 16 {
+            0 => Op::Syn,
+            1..=5 => Op::Segment,
+            6 => Op::Accept,
+            7 => Op::HostWrite,
+            8 => Op::HostRead,
+            9 => Op::HostShutdown,
+            10 => Op::HostClose,
+            11 => Op::HostReset,
+            12 | 13 => Op::Events,
+            14 => Op::Tick,
+            _ => Op::Tune,
+        }
+    }
+}
+
+/// What the guest and the host side know of the current connection, and
+/// the bounds the flows' frames are checked against. Offsets are relative
+/// to the byte after each side's ISN (u32, compared in sequence space).
+struct Model {
+    guest: IpAddr,
+    gw: IpAddr,
+    guest_port: u16,
+    /// The guest's ISN.
+    g_isn: u32,
+    /// A flow was created for this connection.
+    opened: bool,
+    /// MSS, window scale and window of the SYN that opened the flow.
+    syn_mss: u16,
+    syn_scale: Option<u8>,
+    /// Next new byte the guest sends.
+    snd_nxt: u32,
+    /// The most the flows can have taken in order (the flows take data at
+    /// or before what they expect only), and what that plus the guest's
+    /// FIN can be acknowledged up to.
+    prefix: u32,
+    fin_bound: Option<u32>,
+    /// Largest window (bytes) the guest announced.
+    max_window: u64,
+    guest_rst: bool,
+    /// Our ISN, from the SYN-ACK.
+    our_isn: Option<u32>,
+    /// Contiguous data the guest received.
+    rcv_nxt: u32,
+    /// Offset of our FIN.
+    fin_at: Option<u32>,
+    /// Highest end (data and FIN) the flows sent.
+    sent_max: i64,
+    /// Highest guest ACK the flows can have taken (-1: not even the SYN).
+    acked_bound: i64,
+    /// Highest ACK number the flows sent the guest (relative offset).
+    max_ack: Option<u32>,
+    engine_rst: bool,
+    /// The host's end of the connection, once accepted.
+    host: Option<TcpStream>,
+    host_written: u32,
+    host_read: u32,
+    host_eof: bool,
+    /// The host shut down writing (or closed): our FIN may follow.
+    host_fin: bool,
+    /// The host closed its socket (normally or with RST).
+    host_closed: bool,
+    /// The host reset, or saw a reset.
+    host_rst: bool,
+    /// The host shrank its receive buffer: the kernel may drop segments
+    /// already in flight and wait for its retransmission timer (seconds).
+    rcvbuf_shrunk: bool,
+}
+
+impl Model {
+    fn new(guest: IpAddr, gw: IpAddr, guest_port: u16, g_isn: u32) -> Model {
+        Model {
+            guest,
+            gw,
+            guest_port,
+            g_isn,
+            opened: false,
+            syn_mss: DEFAULT_MSS,
+            syn_scale: None,
+            snd_nxt: 0,
+            prefix: 0,
+            fin_bound: None,
+            max_window: 0,
+            guest_rst: false,
+            our_isn: None,
+            rcv_nxt: 0,
+            fin_at: None,
+            sent_max: 0,
+            acked_bound: -1,
+            max_ack: None,
+            engine_rst: false,
+            host: None,
+            host_written: 0,
+            host_read: 0,
+            host_eof: false,
+            host_fin: false,
+            host_closed: false,
+            host_rst: false,
+            rcvbuf_shrunk: false,
+        }
+    }
+
+    /// What the guest acknowledges: everything received in order, our FIN
+    /// included once all data before it arrived.
+    fn rcv_ack(&self) -> u32 {
+        let fin = self.fin_at == Some(self.rcv_nxt);
+        self.our_isn
+            .unwrap_or(0)
+            .wrapping_add(1)
+            .wrapping_add(self.rcv_nxt)
+            .wrapping_add(u32::from(fin))
+    }
+
+    /// The most the flows may acknowledge (relative offset).
+    fn ack_bound(&self) -> u32 {
+        match self.fin_bound {
+            Some(f) if after(f, self.prefix) => f,
+            _ => self.prefix,
+        }
+    }
+
+    /// The guest's next sequence number as the flows see it: their last
+    /// ACK (retransmission from there), else the guest's own.
+    fn retransmit_seq(&self) -> u32 {
+        let off = self.max_ack.unwrap_or(self.snd_nxt);
+        self.g_isn.wrapping_add(1).wrapping_add(off)
+    }
+
+    fn established(&self) -> bool {
+        self.our_isn.is_some()
+    }
+
+    /// Nobody reset and the host still has its socket.
+    fn orderly(&self) -> bool {
+        !(self.guest_rst || self.engine_rst || self.host_rst || self.host_closed)
+            && self.host.is_some()
+    }
+}
+
+struct World {
+    config: Config,
+    events: EventLoop,
+    flows: Flows,
+    tcp: TcpFlows,
+    link: Capture,
+    listener4: TcpListener,
+    listener6: Option<TcpListener>,
+    ready: Vec<Ready>,
+    /// Guest ports go round from here, one per connection.
+    next_port: u16,
+    /// Frame being built toward the flows.
+    frame: Vec<u8>,
+    /// Host-side read/write buffer.
+    buf: Vec<u8>,
+    /// The virtual clock's lead over the real one (per input).
+    clock: Duration,
+    /// Guest segments dispatched since the last `flush_acks`.
+    batch_open: bool,
+    /// `TCP_FLOW_TRACE` set: print the segments both ways.
+    trace: bool,
+    /// `TCP_FLOW_TOLERATE=unacked-fin`: a known bug (the guest's FIN that
+    /// completes the close is never acknowledged) does not fail the input.
+    tolerate_unacked_fin: bool,
+    /// `TCP_FLOW_TOLERATE=syn-flags`: a known bug (a SYN with ACK, RST or
+    /// FIN opens a connection) does not fail the input.
+    tolerate_syn_flags: bool,
+}
+
+thread_local! {
+    /// libFuzzer calls the target on one thread; the namespace is that
+    /// thread's, entered before any socket exists.
+    static WORLD: RefCell<World> = RefCell::new(World::new());
+}
+
+fn set_sysctl(path: &str, value: &str) {
+    if let Err(e) = std::fs::write(path, value) {
+        eprintln!("tcp_flow: {path}: {e}");
+    }
+}
+
+/// Whether `TCP_FLOW_TOLERATE` (comma-separated) names known bug `name`.
+fn tolerated(name: &str) -> bool {
+    std::env::var("TCP_FLOW_TOLERATE").is_ok_and(|v| v.split(',').any(|k| k == name))
+}
+
+fn reset_close(stream: TcpStream) {
+    let _ = rustix::net::sockopt::set_socket_linger(&stream, Some(Duration::ZERO));
+    drop(stream);
+}
+
+impl World {
+    fn new() -> World {
+        passt_rs::sys::ns::unshare_net_thread().expect("an empty network namespace (run as root)");
+        let mut nl = passt_rs::netlink::Netlink::open().expect("netlink");
+        let lo = nl.link_index("lo").expect("lo").expect("lo exists");
+        nl.set_link_up(lo).expect("lo up");
+        // /proc/sys/net is the opening thread's namespace: this one. No
+        // TIME_WAIT (connections are many and short), all ports ephemeral.
+        set_sysctl("/proc/sys/net/ipv4/tcp_max_tw_buckets", "0");
+        set_sysctl("/proc/sys/net/ipv4/ip_local_port_range", "10000 65000");
+        let listener4 = TcpListener::bind(("127.0.0.1", PORT)).expect("IPv4 listener");
+        listener4.set_nonblocking(true).unwrap();
+        let listener6 = TcpListener::bind(("::1", PORT)).ok();
+        if let Some(l) = &listener6 {
+            l.set_nonblocking(true).unwrap();
+        }
+        let config = fixture::config(Mode::Passt, &[]);
+        World {
+            tcp: TcpFlows::new(&config),
+            config,
+            events: EventLoop::new().expect("epoll"),
+            flows: Flows::new(64),
+            link: Capture::default(),
+            listener4,
+            listener6,
+            ready: Vec::with_capacity(64),
+            next_port: 20000,
+            frame: vec![0; 65536],
+            buf: vec![0; 65536],
+            clock: Duration::ZERO,
+            batch_open: false,
+            trace: std::env::var_os("TCP_FLOW_TRACE").is_some(),
+            tolerate_unacked_fin: tolerated("unacked-fin"),
+            tolerate_syn_flags: tolerated("syn-flags"),
+        }
+    }
+
+    /// Runs `f` on the flows as the engine would.
+    fn engine<R>(&mut self, f: impl FnOnce(&mut TcpFlows, &mut Flows, &mut Ctx<'_>) -> R) -> R {
+        let World {
+            config,
+            events,
+            flows,
+            tcp,
+            link,
+            ..
+        } = self;
+        let mut ctx = Ctx {
+            our_mac: config.our_mac,
+            config,
+            events,
+            guest_mac: GUEST_MAC,
+            link,
+        };
+        f(tcp, flows, &mut ctx)
+    }
+
+    fn listener(&self, m: &Model) -> &TcpListener {
+        match (m.guest, &self.listener6) {
+            (IpAddr::V6(_), Some(l)) => l,
+            _ => &self.listener4,
+        }
+    }
+
+    /// Whether a guest segment with `seg_flags` opens a connection when
+    /// there is none: a SYN without ACK, RST or FIN (with the known bug
+    /// tolerated, also a SYN with any but all three of them).
+    fn opens(&self, seg_flags: u8) -> bool {
+        let others = flags::ACK | flags::RST | flags::FIN;
+        match self.tolerate_syn_flags {
+            false => seg_flags & (flags::SYN | others) == flags::SYN,
+            true => seg_flags & flags::SYN != 0 && seg_flags & others != others,
+        }
+    }
+
+    /// The flow's next expected guest sequence number and whether it has
+    /// the guest's FIN (the state the tolerance of a known bug needs).
+    fn expected_from_guest(&self) -> Option<(u32, bool)> {
+        let flow = self.flows.get(self.flow_id()?)?;
+        match &flow.state {
+            FlowState::Tcp(conn) => Some((conn.seq_from_guest, conn.guest_fin)),
+            _ => None,
+        }
+    }
+
+    fn has_flow(&self) -> bool {
+        !self.flows.is_empty()
+    }
+
+    /// The one TCP flow's id, if any.
+    fn flow_id(&self) -> Option<FlowId> {
+        self.flows.iter().map(|(id, _)| id).next()
+    }
+
+    fn new_model(&mut self, v6: bool, g_isn: u32) -> Model {
+        let (guest, gw) = if v6 && self.listener6.is_some() {
+            let ip6 = self.config.ip6.as_ref().unwrap();
+            let gw = self.config.nat.map_host_loopback6.unwrap();
+            (IpAddr::V6(ip6.addr), IpAddr::V6(gw))
+        } else {
+            let ip4 = self.config.ip4.as_ref().unwrap();
+            let gw = self.config.nat.map_host_loopback4.unwrap();
+            (IpAddr::V4(ip4.addr), IpAddr::V4(gw))
+        };
+        self.next_port = self
+            .next_port
+            .checked_add(1)
+            .filter(|&p| p < 60000)
+            .unwrap_or(20000);
+        Model::new(guest, gw, self.next_port, g_isn)
+    }
+
+    fn run(&mut self, data: &[u8]) {
+        let mut input = Input { data };
+        let v6 = input.u8() & 1 == 1;
+        let g_isn = input.u32();
+        self.clock = Duration::ZERO;
+        let mut m = self.new_model(v6, g_isn);
+        for _ in 0..MAX_STEPS {
+            if input.is_empty() {
+                break;
+            }
+            let op = Op::from_byte(input.u8());
+            if op != Op::Segment {
+                self.flush(&mut m);
+            }
+            match op {
+                Op::Syn => self.syn_step(&mut m, &mut input),
+                Op::Segment => self.segment_step(&mut m, &mut input),
+                Op::Accept => self.accept(&mut m),
+                Op::HostWrite => {
+                    let len = length(&mut input);
+                    self.host_write(&mut m, len);
+                }
+                Op::HostRead => {
+                    let len = length(&mut input);
+                    self.host_read(&mut m, len);
+                }
+                Op::HostShutdown => self.host_shutdown(&mut m),
+                Op::HostClose => self.host_close(&mut m, false),
+                Op::HostReset => self.host_close(&mut m, true),
+                Op::Events => self.events(&mut m),
+                Op::Tick => {
+                    let jump = match input.u8() % 5 {
+                        0 => Duration::from_secs(1),
+                        1 => ACK_TIMEOUT,
+                        2 => SYN_TIMEOUT,
+                        3 => FIN_TIMEOUT,
+                        _ => IDLE_TIMEOUT,
+                    };
+                    self.tick(&mut m, jump);
+                }
+                Op::Tune => {
+                    let which = input.u8();
+                    let size = 1024usize << (input.u8() % 8);
+                    self.tune(&mut m, which, size);
+                }
+            }
+        }
+        self.flush(&mut m);
+        self.settle(&mut m);
+        self.teardown(m);
+    }
+
+    // --- guest side -------------------------------------------------
+
+    fn guest_ends(&self, m: &Model) -> Endpoints {
+        // The builders make frames toward the guest; swapped, the guest's.
+        Endpoints {
+            our_mac: GUEST_MAC,
+            guest_mac: self.config.our_mac,
+            src: m.guest,
+            dst: m.gw,
+            src_port: m.guest_port,
+            dst_port: PORT,
+        }
+    }
+
+    fn syn_step(&mut self, m: &mut Model, input: &mut Input<'_>) {
+        let which = input.u8();
+        let mss = input.u16();
+        let shift = input.u8();
+        let window = input.u16();
+        let options = TcpOptions {
+            mss: (which & 1 != 0).then_some(mss),
+            window_scale: (which & 2 != 0).then_some(shift),
+            sack_permitted: which & 4 != 0,
+        };
+        let seq = if self.has_flow() {
+            m.g_isn
+        } else {
+            self.opening(m, m.g_isn)
+        };
+        let ctl = Control {
+            seq,
+            ack: 0,
+            flags: flags::SYN,
+            window,
+        };
+        let len = build_control(&self.guest_ends(m), &ctl, &options, &mut self.frame)
+            .expect("a SYN fits");
+        self.send_guest_frame(m, len);
+        self.flush(m);
+    }
+
+    /// An opening SYN at `seq` is about to go out with no flow: a new
+    /// connection (the previous one, if any, is over). Returns `seq`.
+    fn opening(&mut self, m: &mut Model, seq: u32) -> u32 {
+        if m.opened {
+            self.flush(m);
+            self.end_host_side(m);
+            let v6 = m.guest.is_ipv6();
+            *m = self.new_model(v6, seq);
+        }
+        m.g_isn = seq;
+        seq
+    }
+
+    /// A guest segment. Arguments: flags byte (below 0xc0: an index into
+    /// [`FLAG_TABLE`], else the low six bits), mode byte (bits 0-2: the
+    /// sequence number, 3-5: the ACK number, 6: more segments follow in
+    /// this batch, 7: a window u16 follows, else 65535), then the
+    /// mode-dependent numbers and a length selector.
+    fn segment_step(&mut self, m: &mut Model, input: &mut Input<'_>) {
+        let f = input.u8();
+        let seg_flags = if f < 0xc0 {
+            FLAG_TABLE[usize::from(f % 16)]
+        } else {
+            f & 0x3f
+        };
+        let mode = input.u8();
+        let base = m.g_isn.wrapping_add(1);
+        let mut seq = match mode & 7 {
+            0..=2 => base.wrapping_add(m.snd_nxt),
+            3 => m.retransmit_seq(),
+            4 => base
+                .wrapping_add(m.snd_nxt)
+                .wrapping_sub(u32::from(input.u8())),
+            5 => base
+                .wrapping_add(m.snd_nxt)
+                .wrapping_add(u32::from(input.u8())),
+            6 => base
+                .wrapping_add(m.snd_nxt)
+                .wrapping_add(input.u16() as i16 as i32 as u32),
+            _ => input.u32(),
+        };
+        let rcv = m.rcv_ack();
+        let ack = match (mode >> 3) & 7 {
+            0..=2 => rcv,
+            3 => rcv.wrapping_sub(u32::from(input.u8())),
+            4 => rcv.wrapping_add(u32::from(input.u8())),
+            5 => rcv.wrapping_sub(u32::from(input.u16())),
+            6 => m.our_isn.unwrap_or(0),
+            _ => input.u32(),
+        };
+        let more = mode & 0x40 != 0;
+        let window = if mode & 0x80 != 0 {
+            input.u16()
+        } else {
+            u16::MAX
+        };
+        let len = match input.u8() {
+            l @ 0..=0x7f => usize::from(l),
+            0x80..=0xef => usize::from(input.u16()) % 4097,
+            _ => usize::from(input.u16()) % 65001,
+        };
+        if self.opens(seg_flags) && !self.has_flow() {
+            // A new connection starts at this SYN.
+            self.opening(m, seq);
+            seq = m.g_isn;
+        }
+        // The stream offset of the payload's first byte (a SYN's data
+        // follows the SYN).
+        let syn = u32::from(seg_flags & flags::SYN != 0);
+        let off = seq.wrapping_add(syn).wrapping_sub(m.g_isn.wrapping_add(1));
+        let ends = self.guest_ends(m);
+        let ctl = Control {
+            seq,
+            ack,
+            flags: seg_flags,
+            window,
+        };
+        let start = data_header_len(m.guest.is_ipv6());
+        fill_pattern(GUEST_SALT, off, &mut self.frame[start..start + len]);
+        let frame_len =
+            write_data_headers(&ends, &ctl, &mut self.frame, len).expect("a guest frame fits");
+        if self.trace {
+            eprintln!(
+                "guest: flags {seg_flags:#04x} off {off} len {len} ack {} win {window}{}",
+                ack.wrapping_sub(m.our_isn.unwrap_or(0).wrapping_add(1)) as i32,
+                if more { " (more)" } else { "" }
+            );
+        }
+        self.model_guest_segment(m, seg_flags, off, len as u32, ack, window);
+        self.send_guest_frame(m, frame_len);
+        if !more {
+            self.flush(m);
+        }
+    }
+
+    /// What a guest segment lets the flows do, as bounds.
+    fn model_guest_segment(
+        &mut self,
+        m: &mut Model,
+        seg_flags: u8,
+        off: u32,
+        len: u32,
+        ack: u32,
+        window: u16,
+    ) {
+        let end = off.wrapping_add(len);
+        if after(end, m.snd_nxt) {
+            m.snd_nxt = end;
+        }
+        let has = |f: u8| seg_flags & f == f;
+        if has(flags::RST) && self.has_flow() {
+            m.guest_rst = true;
+        }
+        if !has(flags::ACK) || has(flags::SYN) || has(flags::RST) {
+            return;
+        }
+        let prefix = m.prefix;
+        if !after(off, prefix) && after(end, prefix) {
+            m.prefix = end;
+        }
+        if has(flags::FIN) && !after(off, prefix) && !after(prefix, end) {
+            let fin = end.wrapping_add(1);
+            if m.fin_bound.is_none_or(|b| after(fin, b)) {
+                m.fin_bound = Some(fin);
+            }
+        }
+        let scale = if m.opened {
+            m.syn_scale.unwrap_or(0)
+        } else {
+            14
+        };
+        let scaled = (u64::from(window) << scale).min(MAX_WINDOW);
+        m.max_window = m.max_window.max(scaled);
+        if let Some(isn) = m.our_isn {
+            let a = i64::from(ack.wrapping_sub(isn.wrapping_add(1)) as i32);
+            if a >= -1 && a <= m.sent_max && a > m.acked_bound {
+                m.acked_bound = a;
+            }
+        }
+    }
+
+    /// Dispatches the guest frame in `self.frame[..len]` to the flows.
+    fn send_guest_frame(&mut self, m: &mut Model, len: usize) {
+        let had_flow = self.has_flow();
+        let frame = std::mem::take(&mut self.frame);
+        let seg = parse_segment(&frame[..len]).expect("the guest's frame parses");
+        let opening = self.opens(seg.flags);
+        let before = self.expected_from_guest();
+        self.engine(|tcp, flows, ctx| tcp.from_guest(flows, ctx, &seg));
+        self.batch_open = true;
+        if !had_flow && self.has_flow() {
+            assert!(
+                opening,
+                "a guest segment with flags {:#04x} opened a connection: only a SYN \
+                 without ACK, RST or FIN may",
+                seg.flags
+            );
+            m.opened = true;
+            m.syn_mss = seg.options.mss.unwrap_or(DEFAULT_MSS).max(1);
+            m.syn_scale = seg.options.window_scale;
+            m.max_window = m.max_window.max(u64::from(seg.window));
+        }
+        // Where this segment's FIN is, if the flows take it now: they
+        // expected a byte within the segment (or just after it) and had
+        // no FIN yet.
+        let end = seg.seq.wrapping_add(seg.payload.len() as u32);
+        let fin_now = match before {
+            Some((expected, false)) => {
+                seg.has(flags::ACK | flags::FIN)
+                    && !seg.has(flags::RST)
+                    && !after(seg.seq, expected)
+                    && !after(expected, end)
+            }
+            _ => false,
+        };
+        let fin_end = fin_now.then(|| end.wrapping_sub(m.g_isn.wrapping_add(1)).wrapping_add(1));
+        self.frame = frame;
+        let quiet = !had_flow && !opening;
+        let sent = self.check_frames(m);
+        assert!(
+            !quiet || sent == 0,
+            "{sent} frames in answer to a segment for no connection"
+        );
+        let closed_in_order = had_flow && !self.has_flow() && !m.engine_rst;
+        if let (true, true, Some(fin)) = (self.tolerate_unacked_fin, closed_in_order, fin_end) {
+            // Known: the FIN that completes the close is not acknowledged;
+            // count it as if it were, to look for other trouble.
+            m.max_ack = Some(fin);
+        }
+    }
+
+    /// End of a batch of guest frames: staged data is written, ACKs go out.
+    fn flush(&mut self, m: &mut Model) {
+        if self.batch_open {
+            self.batch_open = false;
+            self.engine(|tcp, flows, ctx| tcp.flush_acks(flows, ctx));
+            self.check_frames(m);
+        }
+    }
+
+    // --- the flows' frames --------------------------------------------
+
+    /// Checks and takes in the frames the flows sent; returns how many.
+    fn check_frames(&mut self, m: &mut Model) -> usize {
+        let capture = std::mem::take(&mut self.link);
+        let mut start = 0;
+        let mut rst = false;
+        for &end in &capture.ends {
+            rst |= self.check_frame(m, &capture.bytes[start..end]);
+            start = end;
+        }
+        let count = capture.ends.len();
+        self.link = capture;
+        self.link.bytes.clear();
+        self.link.ends.clear();
+        assert!(
+            !rst || !self.has_flow(),
+            "an RST to the guest left its connection in the table"
+        );
+        count
+    }
+
+    /// Checks one frame toward the guest; returns whether it is an RST.
+    fn check_frame(&self, m: &mut Model, frame: &[u8]) -> bool {
+        let seg = parse_segment(frame).expect("a frame to the guest parses as TCP");
+        check_checksums(frame, &seg);
+        assert_eq!(frame[..6], GUEST_MAC, "destination MAC");
+        assert_eq!(seg.src_mac, self.config.our_mac, "source MAC");
+        assert_eq!((seg.src, seg.dst), (m.gw, m.guest), "addresses");
+        assert_eq!((seg.src_port, seg.dst_port), (PORT, m.guest_port), "ports");
+        let has = |f: u8| seg.flags & f == f;
+        let len = seg.payload.len() as u32;
+        if self.trace {
+            eprintln!(
+                "engine: flags {:#04x} seq {} len {len} ack {} win {}",
+                seg.flags,
+                seg.seq
+                    .wrapping_sub(m.our_isn.unwrap_or(seg.seq).wrapping_add(1))
+                    as i32,
+                seg.ack.wrapping_sub(m.g_isn.wrapping_add(1)) as i32,
+                seg.window
+            );
+        }
+        if has(flags::RST) {
+            m.engine_rst = true;
+            return true;
+        }
+        if has(flags::SYN) {
+            assert!(
+                has(flags::ACK),
+                "a SYN without ACK: we never open toward the guest"
+            );
+            assert!(seg.payload.is_empty(), "a SYN-ACK with payload");
+            assert!(!has(flags::FIN), "SYN with FIN");
+            assert!(seg.options.mss.is_some(), "a SYN-ACK without MSS");
+            match m.our_isn {
+                None => m.our_isn = Some(seg.seq),
+                Some(isn) => assert_eq!(seg.seq, isn, "the SYN-ACK's ISN changed"),
+            }
+        }
+        if has(flags::ACK) {
+            let a = seg.ack.wrapping_sub(m.g_isn.wrapping_add(1));
+            let bound = m.ack_bound();
+            assert!(
+                !after(a, bound),
+                "ACK of {a} bytes: the guest sent at most {bound} in order (FIN included)"
+            );
+            if let Some(prev) = m.max_ack {
+                assert!(!after(prev, a), "ACK went back from {prev} to {a}");
+            }
+            m.max_ack = Some(a);
+        } else {
+            panic!("a segment to the guest without ACK: flags {:#x}", seg.flags);
+        }
+        if has(flags::SYN) {
+            return false;
+        }
+        let isn = m
+            .our_isn
+            .expect("data, ACK or FIN to the guest before the SYN-ACK");
+        let off = seg.seq.wrapping_sub(isn.wrapping_add(1));
+        assert!(
+            (off as i32) >= 0,
+            "segment before our ISN: offset {}",
+            off as i32
+        );
+        let end = off.wrapping_add(len);
+        if len > 0 {
+            assert!(
+                len <= u32::from(m.syn_mss),
+                "{len} bytes in a segment: the guest's MSS is {}",
+                m.syn_mss
+            );
+            assert!(
+                end <= m.host_written,
+                "data up to {end} sent: the host wrote {}",
+                m.host_written
+            );
+            if let Some(i) = pattern_mismatch(HOST_SALT, off, seg.payload) {
+                panic!(
+                    "byte {} of the stream to the guest is wrong (segment at {off}, {len} bytes)",
+                    off as usize + i
+                );
+            }
+            assert!(
+                i64::from(end) <= m.acked_bound + m.max_window as i64,
+                "data up to {end}: the guest acknowledged at most {} with windows of at most {}",
+                m.acked_bound,
+                m.max_window
+            );
+            if let Some(fin) = m.fin_at {
+                assert!(end <= fin, "data up to {end} after our FIN at {fin}");
+            }
+            if !after(off, m.rcv_nxt) && after(end, m.rcv_nxt) {
+                m.rcv_nxt = end;
+            }
+        } else {
+            assert!(
+                off <= m.host_written + u32::from(m.fin_at.is_some()),
+                "sequence {off} beyond the host's {} bytes",
+                m.host_written
+            );
+        }
+        if has(flags::FIN) {
+            assert!(m.host_fin, "FIN to the guest: the host did not shut down");
+            assert_eq!(
+                end, m.host_written,
+                "our FIN is not at the end of what the host wrote"
+            );
+            if let Some(fin) = m.fin_at {
+                assert_eq!(fin, end, "our FIN moved");
+            }
+            m.fin_at = Some(end);
+        }
+        m.sent_max = m.sent_max.max(i64::from(end) + i64::from(has(flags::FIN)));
+        false
+    }
+
+    // --- the event loop and the clock -------------------------------
+
+    fn events(&mut self, m: &mut Model) {
+        for _ in 0..EVENT_ROUNDS {
+            let mut ready = std::mem::take(&mut self.ready);
+            self.events.poll(&mut ready).expect("epoll");
+            let any = !ready.is_empty();
+            for r in &ready {
+                if r.token.kind == TokenKind::Tcp {
+                    let id = FlowId::from_raw(r.token.index);
+                    self.engine(|tcp, flows, ctx| tcp.on_socket(flows, ctx, id, r));
+                    self.check_frames(m);
+                }
+            }
+            self.ready = ready;
+            if !any {
+                break;
+            }
+        }
+    }
+
+    fn tick(&mut self, m: &mut Model, jump: Duration) {
+        self.clock += jump;
+        let now = Instant::now() + self.clock;
+        self.engine(|tcp, flows, ctx| tcp.on_tick(flows, ctx, now));
+        self.check_frames(m);
+    }
+
+    fn tune(&self, m: &mut Model, which: u8, size: usize) {
+        use rustix::net::sockopt::{set_socket_recv_buffer_size, set_socket_send_buffer_size};
+        let _ = match which % 3 {
+            0 => match self.flow_id().and_then(|id| self.flows.get(id)) {
+                Some(flow) => match &flow.state {
+                    FlowState::Tcp(conn) => set_socket_send_buffer_size(&conn.socket, size),
+                    _ => Ok(()),
+                },
+                None => Ok(()),
+            },
+            1 => match &m.host {
+                Some(s) => {
+                    m.rcvbuf_shrunk = true;
+                    set_socket_recv_buffer_size(s, size)
+                }
+                None => Ok(()),
+            },
+            _ => match &m.host {
+                Some(s) => set_socket_send_buffer_size(s, size),
+                None => Ok(()),
+            },
+        };
+    }
+
+    // --- host side --------------------------------------------------
+
+    fn accept(&mut self, m: &mut Model) {
+        if m.host.is_some() || m.host_closed || !m.opened {
+            return;
+        }
+        // An error: nothing yet (or a connection reset before it was
+        // accepted).
+        if let Ok((stream, _)) = self.listener(m).accept() {
+            stream.set_nonblocking(true).unwrap();
+            // The host side sends what it is given at once (the closing
+            // checks do not wait for Nagle's algorithm).
+            let _ = stream.set_nodelay(true);
+            m.host = Some(stream);
+        }
+    }
+
+    fn host_write(&mut self, m: &mut Model, len: usize) {
+        self.accept(m);
+        let Some(stream) = &mut m.host else { return };
+        let len = len.min((HOST_MAX - m.host_written) as usize);
+        if m.host_fin || len == 0 {
+            return;
+        }
+        fill_pattern(HOST_SALT, m.host_written, &mut self.buf[..len]);
+        match stream.write(&self.buf[..len]) {
+            Ok(n) => m.host_written += n as u32,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+            Err(e) if matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::BrokenPipe) => {
+                m.host_rst = true
+            }
+            Err(e) => panic!("host write: {e}"),
+        }
+    }
+
+    /// Reads up to `len` bytes; returns how many.
+    fn host_read(&mut self, m: &mut Model, len: usize) -> usize {
+        self.accept(m);
+        let Some(stream) = &mut m.host else { return 0 };
+        if len == 0 {
+            return 0;
+        }
+        // Acknowledge at once what arrives (no delayed ACK holding the
+        // flows' socket back): the kernel leaves quick-ACK mode on its
+        // own, so this is renewed on every read.
+        let _ = rustix::net::sockopt::set_tcp_quickack(&*stream, true);
+        match stream.read(&mut self.buf[..len]) {
+            Ok(0) => {
+                // After a reset, reads give 0 too.
+                if !m.host_eof && !m.host_rst {
+                    m.host_eof = true;
+                    let fin_acked = m
+                        .max_ack
+                        .is_some_and(|a| !after(m.host_read.wrapping_add(1), a));
+                    // A guest that reset the connection right after its FIN
+                    // (same batch) needs no ACK of it any more.
+                    assert!(
+                        fin_acked || m.engine_rst || m.guest_rst,
+                        "the host saw the end of the stream at {}: the guest's FIN \
+                         was never acknowledged (last ACK {:?})",
+                        m.host_read,
+                        m.max_ack
+                    );
+                }
+                0
+            }
+            Ok(n) => {
+                assert!(!m.host_eof, "data after the end of the stream");
+                if let Some(i) = pattern_mismatch(GUEST_SALT, m.host_read, &self.buf[..n]) {
+                    panic!(
+                        "byte {} of the stream to the host is wrong",
+                        m.host_read as usize + i
+                    );
+                }
+                m.host_read += n as u32;
+                // A guest RST may cut off the ACK of data the flows wrote
+                // in the same batch: the host may read it all the same.
+                let acked = m.max_ack.unwrap_or(0);
+                assert!(
+                    m.guest_rst || !after(m.host_read, acked),
+                    "the host read {} bytes: {acked} were acknowledged to the guest",
+                    m.host_read
+                );
+                n
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => 0,
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => {
+                m.host_rst = true;
+                0
+            }
+            Err(e) => panic!("host read: {e}"),
+        }
+    }
+
+    fn host_shutdown(&mut self, m: &mut Model) {
+        self.accept(m);
+        if let Some(stream) = &m.host {
+            match stream.shutdown(Shutdown::Write) {
+                Ok(()) => m.host_fin = true,
+                Err(e) if e.kind() == ErrorKind::NotConnected => m.host_rst = true,
+                Err(e) => panic!("host shutdown: {e}"),
+            }
+        }
+    }
+
+    fn host_close(&mut self, m: &mut Model, reset: bool) {
+        self.accept(m);
+        let Some(stream) = m.host.take() else { return };
+        m.host_closed = true;
+        if reset {
+            m.host_rst = true;
+            reset_close(stream);
+        } else {
+            // Unread data makes the kernel reset instead: our FIN is
+            // allowed either way, an RST too.
+            m.host_fin = true;
+            drop(stream);
+        }
+    }
+
+    /// Resets the host's end of the connection and anything still
+    /// waiting on the listener.
+    fn end_host_side(&mut self, m: &mut Model) {
+        if let Some(stream) = m.host.take() {
+            reset_close(stream);
+        }
+        m.host_closed = true;
+        while let Ok((stream, _)) = self.listener(m).accept() {
+            reset_close(stream);
+        }
+    }
+
+    // --- end of an input ------------------------------------------
+
+    /// With nobody reset: the guest acknowledges everything with an open
+    /// window and the host reads everything, until nothing moves; then
+    /// both directions must be complete.
+    fn settle(&mut self, m: &mut Model) {
+        self.events(m);
+        if !m.opened {
+            return;
+        }
+        self.accept(m);
+        if !m.orderly() {
+            return;
+        }
+        let mut stalled = Duration::ZERO;
+        let mut waited = Duration::ZERO;
+        for _ in 0..SETTLE_ROUNDS {
+            let before = (m.rcv_nxt, m.fin_at, m.host_read, m.host_eof, m.max_ack);
+            if m.established() && self.has_flow() {
+                self.guest_ack(m);
+            }
+            self.events(m);
+            while self.host_read(m, 65536) > 0 {}
+            self.events(m);
+            while self.host_read(m, 65536) > 0 {}
+            if !m.orderly() {
+                return;
+            }
+            if before != (m.rcv_nxt, m.fin_at, m.host_read, m.host_eof, m.max_ack) {
+                stalled = Duration::ZERO;
+                continue;
+            }
+            // Stalled: the kernels may hold data back for a while (a
+            // delayed ACK, a retransmission timer, the wake-up of a socket
+            // whose send buffer was made tiny): wait a little in real time
+            // before judging.
+            let read = m.host_read.wrapping_add(u32::from(m.host_eof));
+            let to_host = after(m.max_ack.unwrap_or(0), read) && !m.rcvbuf_shrunk;
+            let to_guest = self.has_flow()
+                && (m.rcv_nxt != m.host_written || (m.host_fin && m.fin_at.is_none()));
+            if !(to_host || to_guest) || stalled >= MAX_STALL || waited >= MAX_WAIT {
+                break;
+            }
+            if self.trace && stalled.is_zero() {
+                eprintln!("settle: stalled after {waited:?} of waits");
+            }
+            std::thread::sleep(STALL_STEP);
+            stalled += STALL_STEP;
+            waited += STALL_STEP;
+        }
+        if self.trace {
+            self.trace_conn("settled");
+        }
+        let acked = m.max_ack.unwrap_or(0);
+        let read = m.host_read.wrapping_add(u32::from(m.host_eof));
+        assert!(
+            m.rcvbuf_shrunk || read == acked,
+            "the host read {} bytes (end of stream: {}): {acked} were acknowledged to the guest",
+            m.host_read,
+            m.host_eof
+        );
+        if m.established() && self.has_flow() {
+            assert_eq!(
+                m.rcv_nxt, m.host_written,
+                "the guest received {} bytes: the host wrote {}",
+                m.rcv_nxt, m.host_written
+            );
+            if m.host_fin {
+                assert_eq!(
+                    m.fin_at,
+                    Some(m.host_written),
+                    "no FIN after the host's shutdown"
+                );
+            }
+        }
+    }
+
+    /// Prints the flow's state (tracing).
+    fn trace_conn(&self, when: &str) {
+        let Some(flow) = self.flow_id().and_then(|id| self.flows.get(id)) else {
+            eprintln!("{when}: no flow");
+            return;
+        };
+        if let FlowState::Tcp(c) = &flow.state {
+            eprintln!(
+                "{when}: phase {:?} tail {} want_out {} window_closed {} guest_fin {} \
+                 host_shut {} host_pending {} fin_sent {} in_flight {}",
+                c.phase,
+                c.tail.len(),
+                c.want_out,
+                c.window_closed,
+                c.guest_fin,
+                c.host_shut,
+                c.host_pending,
+                c.fin_sent,
+                c.in_flight()
+            );
+        }
+    }
+
+    /// A pure ACK of everything received, window fully open.
+    fn guest_ack(&mut self, m: &mut Model) {
+        let seq = m.retransmit_seq();
+        let ctl = Control {
+            seq,
+            ack: m.rcv_ack(),
+            flags: flags::ACK,
+            window: u16::MAX,
+        };
+        let ends = self.guest_ends(m);
+        let len = build_control(&ends, &ctl, &TcpOptions::default(), &mut self.frame).unwrap();
+        let off = seq.wrapping_sub(m.g_isn.wrapping_add(1));
+        self.model_guest_segment(m, flags::ACK, off, 0, ctl.ack, ctl.window);
+        self.send_guest_frame(m, len);
+        self.flush(m);
+    }
+
+    /// Resets the connection from the guest, closes the host's end, and
+    /// checks that nothing is left.
+    fn teardown(&mut self, mut m: Model) {
+        self.flush(&mut m);
+        if self.trace {
+            eprintln!("counters: {:?}", self.tcp.counters);
+        }
+        if let Some(id) = self.flow_id() {
+            let expected = match &self.flows.get(id).map(|f| &f.state) {
+                Some(FlowState::Tcp(conn)) => conn.seq_from_guest,
+                _ => unreachable!("only TCP flows here"),
+            };
+            let ctl = Control {
+                seq: expected,
+                ack: 0,
+                flags: flags::RST,
+                window: 0,
+            };
+            let ends = self.guest_ends(&m);
+            let len = build_control(&ends, &ctl, &TcpOptions::default(), &mut self.frame).unwrap();
+            m.guest_rst = true;
+            self.send_guest_frame(&mut m, len);
+            self.flush(&mut m);
+            assert!(
+                !self.has_flow(),
+                "an RST at the expected sequence number left the connection open"
+            );
+        }
+        self.end_host_side(&mut m);
+        self.events(&mut m);
+        assert!(!self.has_flow(), "a connection outlived the input");
+    }
+}
+
+/// A host read/write length: one byte, or a u16 if its top bit is set.
+fn length(input: &mut Input<'_>) -> usize {
+    match input.u8() {
+        l @ 0..=0x7f => usize::from(l) * 64,
+        _ => usize::from(input.u16()),
+    }
+}
+
+/// The IPv4 header checksum and the TCP checksum verify.
+fn check_checksums(frame: &[u8], seg: &Segment<'_>) {
+    let (ip_len, pseudo) = match (seg.src, seg.dst) {
+        (IpAddr::V4(src), IpAddr::V4(dst)) => {
+            assert_eq!(
+                checks::ones_complement_sum(&frame[14..34]),
+                0xffff,
+                "IPv4 checksum"
+            );
+            (20, [&src.octets()[..], &dst.octets()].concat())
+        }
+        (IpAddr::V6(src), IpAddr::V6(dst)) => (40, [&src.octets()[..], &dst.octets()].concat()),
+        _ => unreachable!("parse_segment returns one family"),
+    };
+    let segment = &frame[14 + ip_len..];
+    let len = u32::try_from(segment.len()).unwrap();
+    let pseudo = [&pseudo[..], &len.to_be_bytes(), &[0, 0, 0, 6], segment].concat();
+    assert_eq!(checks::ones_complement_sum(&pseudo), 0xffff, "TCP checksum");
+}
+
+fuzz_target!(|data: &[u8]| {
+    WORLD.with_borrow_mut(|world| world.run(data));
+});
