@@ -99,12 +99,14 @@ def parse(a):
         emit("status", "n/a: " + reason)
         summary.append("n/a (%s)" % reason)
 
-    text = read(os.path.join(a.rundir, "out"))
+    # Through a forwarded port the client runs in the remote namespace and
+    # its JSON is the one with what was received in both directions.
+    text = read(os.path.join(a.rundir, "client.json" if a.kind == "tput-in" else "out"))
     err = read(os.path.join(a.rundir, "err"))
     if a.state != "ok":
         daemon = first_line(read(os.path.join(a.rundir, "daemon.log")))
         na("namespace not ready" + (": " + daemon if daemon else ""))
-    elif a.kind == "tput":
+    elif a.kind in ("tput", "tput-in"):
         try:
             j = json.loads(text)
         except ValueError:
@@ -185,6 +187,11 @@ def parse(a):
     return 0
 
 
+# Cells through a forwarded port (-t): the remote connects to the host's
+# address and pasta forwards it into the namespace.
+FORWARDED = (("fwdin", "remote -> ns through -t"), ("fwdout", "ns -> remote through -t"))
+
+
 # (label, cell, metric, format, better)
 def rows():
     r = []
@@ -194,6 +201,11 @@ def rows():
                 cell = "tcp_%s%s_%s" % (d, fam, mtu)
                 r.append(("TCP %s, IPv%s, MTU %s (Gbit/s)" % (dname, fam, mtu),
                           cell, "gbps", "%.2f", "higher"))
+    for d, dname in FORWARDED:
+        for fam in ("4", "6"):
+            cell = "tcp_%s%s_65520" % (d, fam)
+            r.append(("TCP %s, IPv%s, MTU 65520 (Gbit/s)" % (dname, fam),
+                      cell, "gbps", "%.2f", "higher"))
     for d, dname in (("up", "ns -> remote"), ("dn", "remote -> ns")):
         for fam in ("4", "6"):
             for mtu in ("1500", "65520"):

@@ -297,6 +297,10 @@ CELLS=(
 	"tcp_dn4_65520 tput 4 65520 down"
 	"tcp_dn6_1500 tput 6 1500 down"
 	"tcp_dn6_65520 tput 6 65520 down"
+	"tcp_fwdin4_65520 tput-in 4 65520 in"
+	"tcp_fwdin6_65520 tput-in 6 65520 in"
+	"tcp_fwdout4_65520 tput-in 4 65520 out"
+	"tcp_fwdout6_65520 tput-in 6 65520 out"
 	"rr4 rr 4 65520 -"
 	"rr6 rr 6 65520 -"
 	"crr4 crr 4 65520 -"
@@ -329,6 +333,24 @@ AS_USER=(ip netns exec "$H" setpriv --reuid="$RUN_UID" --regid="$RUN_GID"
 TOTAL=0
 DONE=0
 
+# forwarded_client RUNDIR FAMILY DIR: iperf3 from the remote namespace to the
+# host's address, forwarded by pasta's -t to the server in the namespace
+# (DIR out: -R, the namespace sends). Retries while the server is not
+# listening yet (at most about 3 s); the JSON goes to RUNDIR/client.json.
+forwarded_client() {
+	local rd=$1 host=$HOST4 i
+	[ "$2" = 6 ] && host=$HOST6
+	local c=(timeout -k 2 $((TIME + 25)) iperf3 -J -c "$host" -p "$IPERF_PORT" -t "$TIME" -O 0
+		--connect-timeout 1500)
+	[ "$3" = out ] && c+=(-R)
+	for ((i = 0; i < 15; i++)); do
+		ip netns exec "$R" "${c[@]}" > "$rd/client.json" 2> "$rd/client.err"
+		grep -q '"error"' "$rd/client.json" || return 0
+		grep -qiE 'refused|reset' "$rd/client.json" || return 0
+		sleep 0.2
+	done
+}
+
 # run_one CELL KIND FAMILY MTU DIR TOOL REP
 run_one() {
 	local cell=$1 kind=$2 fam=$3 mtu=$4 dir=$5 tool=$6 rep=$7
@@ -339,6 +361,11 @@ run_one() {
 
 	if [ "${TOOL_OK[$tool]}" != 1 ]; then
 		emit "$cell" "$tool" "$rep" status "n/a: not run"
+		DONE=$((DONE + 1))
+		return
+	fi
+	if [ "$kind" = tput-in ] && [ "$tool" = slirp ]; then
+		emit "$cell" "$tool" "$rep" status "n/a: no port forwarding in this harness"
 		DONE=$((DONE + 1))
 		return
 	fi
@@ -364,7 +391,13 @@ run_one() {
 	ping)
 		cmd=(timeout -k 2 10 ping "-$fam" -n -c 50 -i 0.01 -W 1 -w 3 "$dst")
 		;;
+	tput-in)
+		# The server runs in the namespace, behind pasta's -t.
+		cmd=(timeout -k 2 $((TIME + 25)) iperf3 -s -1 -p "$IPERF_PORT")
+		;;
 	esac
+	local fwd=()
+	[ "$kind" = tput-in ] && fwd=(-t "$IPERF_PORT")
 
 	# The namespace under test, connected by the tool; the guest script
 	# waits for a "go" so that idle memory and CPU can be read first.
@@ -372,7 +405,7 @@ run_one() {
 	rs | up)
 		local bin=$RS_PASTA
 		[ "$tool" = up ] && bin=$UP_PASTA
-		"${AS_USER[@]}" "$bin" --config-net -f -m "$mtu" \
+		"${AS_USER[@]}" "$bin" --config-net -f -m "$mtu" "${fwd[@]}" \
 			-- /bin/bash "$TMP/guest.sh" "$rd" "$fam" "${cmd[@]}" > "$rd/daemon.log" 2>&1 &
 		dpid=$!; track "$dpid"; dt=$LAST
 		;;
@@ -404,6 +437,7 @@ run_one() {
 		cpu0=$(cputicks "$dpid")
 	fi
 	echo go > "$rd/go"
+	[ "$state" = ok ] && [ "$kind" = tput-in ] && forwarded_client "$rd" "$fam" "$dir"
 	rc=skipped
 	if [ "$state" = ok ]; then
 		if wait_for $(((TIME + 40) * 10)) test -e "$rd/done"; then
