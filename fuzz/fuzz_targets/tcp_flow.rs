@@ -54,12 +54,33 @@
 //! Known bugs can be tolerated to look for others: `TCP_FLOW_TOLERATE`
 //! takes a comma-separated list of `unacked-fin` (the guest's FIN that
 //! completes a close is never acknowledged) and `syn-flags` (a SYN with
-//! ACK, RST or FIN opens a connection). `TCP_FLOW_TRACE` prints the
-//! segments both ways.
+//! ACK, RST or FIN opens a connection) and `unsynced-data` (guest data or
+//! FIN taken from a segment whose ACK does not acknowledge our SYN-ACK,
+//! which RFC 9293 3.10.7.4 refuses). All three are fixed; the switches
+//! stay for bisecting. `TCP_FLOW_TRACE` prints the segments both ways.
 //!
-//! Input: byte 0 picks the family (bit 0), bytes 1..5 the guest's ISN,
-//! then steps, each an opcode byte and its arguments (see [`Op`]); missing
-//! argument bytes read as zero.
+//! The guest link can refuse frames (byte 0 bit 2: a "limited" link): each
+//! [`Op::Events`] step then gives it a capacity (frames it takes before it
+//! refuses), and opcode 13 becomes [`Op::Writable`] (the link takes frames
+//! again and `resume_blocked` runs if `link_waiters()`, as the engine does
+//! on EPOLLOUT). A refused frame is not seen by the guest, so the checks
+//! above also say that it was not counted as sent: the flows' data sent
+//! (`seq_to_guest`, less a FIN) never goes beyond what the link took, and
+//! the closing exchange (link writable, `resume_blocked` each round) still
+//! delivers everything. Control frames are not kept by the flows: a
+//! refused ACK is as if lost (the host may read data whose ACK the guest
+//! never got), a refused FIN or SYN-ACK is counted as sent and comes again
+//! from the ACK timer or three duplicate ACKs only (the closing exchange
+//! lets the timer run a few times when it stalls), and a guest that
+//! acknowledges what it never received is not expected to receive it. The link can offload (byte 0 bit 1): data frames
+//! then come through `send_offloaded` with a partial checksum (completed
+//! here before the checks) and, beyond one MSS, GSO (segment size the
+//! connection's MSS, header length Ethernet + IP + TCP, at most 64 KiB).
+//!
+//! Input: byte 0 picks the family (bit 0), offloads (bit 1) and a limited
+//! link (bit 2), bytes 1..5 the guest's ISN, then steps, each an opcode
+//! byte and its arguments (see [`Op`]); missing argument bytes read as
+//! zero.
 
 #![no_main]
 
@@ -78,8 +99,8 @@ use passt_rs::flow::tcp::{ACK_TIMEOUT, Ctx, FIN_TIMEOUT, IDLE_TIMEOUT, SYN_TIMEO
 use passt_rs::flow::{FlowState, Flows, GuestLink};
 use passt_rs::link::Offload;
 use passt_rs::wire::tcp::{
-    Control, Endpoints, Segment, TcpOptions, build_control, data_header_len, flags, parse_segment,
-    write_data_headers,
+    CHECKSUM_OFFSET, Control, Endpoints, Segment, TcpOptions, build_control, data_header_len,
+    flags, parse_segment, write_data_headers,
 };
 
 /// The listener's port on the host's loopback.
@@ -101,6 +122,9 @@ const HOST_MAX: u32 = 256 << 10;
 const EVENT_ROUNDS: usize = 16;
 /// Rounds of the closing exchange before its checks.
 const SETTLE_ROUNDS: usize = 4096;
+/// Times the closing exchange lets the ACK timer run when it stalls after
+/// the link refused frames (fewer than the flows' retries).
+const SETTLE_TIMER_RUNS: u32 = 3;
 /// Real time the closing exchange waits when it stalls: in steps of
 /// `STALL_STEP`, at most `MAX_STALL` without progress and `MAX_WAIT` in
 /// all (a 256 KiB tail drained through a tiny send buffer takes a few
@@ -160,24 +184,91 @@ fn pattern_mismatch(salt: u32, start: u32, data: &[u8]) -> Option<usize> {
 struct Capture {
     bytes: Vec<u8>,
     ends: Vec<usize>,
+    /// Per frame: its offload description (`None`: `send_frame`).
+    offloads: Vec<Option<Offload>>,
+    /// The link offloads (a tap with a virtio-net header); else it takes
+    /// complete frames only (passt's stream socket).
+    offloading: bool,
+    /// Frames the link takes before it refuses them (`None`: no limit).
+    capacity: Option<u32>,
+    /// Frames refused (per input).
+    refused: u64,
+    /// ACK number of the last refused frame with ACK.
+    refused_ack: Option<u32>,
+    /// Sequence numbers of the refused FINs.
+    refused_fins: Vec<u32>,
+    /// ISN of the last refused SYN-ACK.
+    refused_isn: Option<u32>,
+    /// Sequence space ends (data and FIN) of the refused frames.
+    refused_ends: Vec<u32>,
+    /// Print refused frames.
+    trace: bool,
 }
 
-/// A link that always takes the frame (no backpressure), without offloads
-/// (passt's stream socket): complete frames only.
-impl GuestLink for Capture {
-    fn send_frame(&mut self, frame: &[u8]) -> bool {
+impl Capture {
+    fn take(&mut self, frame: &[u8], offload: Option<Offload>) -> bool {
+        if let Some(c) = &mut self.capacity {
+            if *c == 0 {
+                self.refused += 1;
+                let seg = parse_segment(frame).expect("a refused frame parses as TCP");
+                if self.trace {
+                    eprintln!(
+                        "link: refused flags {:#04x} len {}{}",
+                        seg.flags,
+                        seg.payload.len(),
+                        if offload.is_some() {
+                            " (offloaded)"
+                        } else {
+                            ""
+                        }
+                    );
+                }
+                if seg.has(flags::ACK) {
+                    self.refused_ack = Some(seg.ack);
+                }
+                if seg.has(flags::FIN) && !seg.has(flags::RST) {
+                    self.refused_fins.push(seg.seq);
+                }
+                if seg.has(flags::SYN) {
+                    self.refused_isn = Some(seg.seq);
+                } else if !seg.has(flags::RST) {
+                    let fin = u32::from(seg.has(flags::FIN));
+                    let len = seg.payload.len() as u32;
+                    self.refused_ends.push(seg.seq.wrapping_add(len + fin));
+                }
+                return false;
+            }
+            *c -= 1;
+        }
         self.bytes.extend_from_slice(frame);
         self.ends.push(self.bytes.len());
+        self.offloads.push(offload);
         true
+    }
+}
+
+impl GuestLink for Capture {
+    fn send_frame(&mut self, frame: &[u8]) -> bool {
+        self.take(frame, None)
     }
 
     fn offloads(&self) -> bool {
-        false
+        self.offloading
     }
 
-    fn send_offloaded(&mut self, _: &[u8], offload: Offload) -> bool {
-        panic!("an offloaded frame ({offload:?}) on a link without offloads");
+    fn send_offloaded(&mut self, frame: &[u8], offload: Offload) -> bool {
+        assert!(
+            self.offloading,
+            "an offloaded frame ({offload:?}) on a link without offloads"
+        );
+        self.take(frame, Some(offload))
     }
+}
+
+/// A link capacity byte: below 0xc0 its low six bits (frames), else no
+/// limit.
+fn capacity(b: u8) -> Option<u32> {
+    (b < 0xc0).then_some(u32::from(b & 0x3f))
 }
 
 /// The input, read from the front; bytes past its end read as zero.
@@ -230,7 +321,9 @@ enum Op {
     HostClose,
     /// The host closes its socket with `SO_LINGER` 0 (RST).
     HostReset,
-    /// Event-loop rounds: the flows handle their sockets' readiness.
+    /// Event-loop rounds: the flows handle their sockets' readiness. On
+    /// a limited link, a capacity byte first (see [`capacity`]): the
+    /// frames the link takes from here on.
     Events,
     /// The clock jumps (selector byte: 1 s, ACK, SYN, FIN, idle timeout)
     /// and the timers run.
@@ -238,11 +331,16 @@ enum Op {
     /// Socket buffer size: selector byte (engine SO_SNDBUF, host
     /// SO_RCVBUF, host SO_SNDBUF), size exponent byte.
     Tune,
+    /// Limited link only (opcode 13): the link takes frames again
+    /// (capacity byte, see [`capacity`]), and the connections waiting for
+    /// it resume if any do.
+    Writable,
 }
 
 impl Op {
-    fn from_byte(b: u8) -> Op {
+    fn from_byte(b: u8, limited: bool) -> Op {
         match b % 16 {
+            13 if limited => Op::Writable,
             0 => Op::Syn,
             1..=5 => Op::Segment,
             6 => Op::Accept,
@@ -271,6 +369,10 @@ struct Model {
     opened: bool,
     /// MSS, window scale and window of the SYN that opened the flow.
     syn_mss: u16,
+    /// Our MSS, from the SYN-ACK.
+    our_mss: Option<u16>,
+    /// End of the data frames the link took (highest).
+    data_max: u32,
     syn_scale: Option<u8>,
     /// Next new byte the guest sends.
     snd_nxt: u32,
@@ -294,6 +396,20 @@ struct Model {
     acked_bound: i64,
     /// Highest ACK number the flows sent the guest (relative offset).
     max_ack: Option<u32>,
+    /// Highest ACK number of a frame the link refused (relative offset):
+    /// the flows took the data up to it (the host may read it), but the
+    /// guest never heard.
+    refused_ack: Option<u32>,
+    /// The link refused our FIN: the flows count it as sent all the same
+    /// (as if lost on the way), so later segments may come after it.
+    fin_refused: bool,
+    /// Our ISN from a SYN-ACK the link refused.
+    refused_isn: Option<u32>,
+    /// Highest end of a frame the link refused (data and FIN).
+    refused_max: i64,
+    /// The guest acknowledged what it did not receive (what the link
+    /// refused): the flows take it, and never send it again.
+    acked_unreceived: bool,
     engine_rst: bool,
     /// The host's end of the connection, once accepted.
     host: Option<TcpStream>,
@@ -320,6 +436,8 @@ impl Model {
             g_isn,
             opened: false,
             syn_mss: DEFAULT_MSS,
+            our_mss: None,
+            data_max: 0,
             syn_scale: None,
             snd_nxt: 0,
             prefix: 0,
@@ -332,6 +450,11 @@ impl Model {
             sent_max: 0,
             acked_bound: -1,
             max_ack: None,
+            refused_ack: None,
+            fin_refused: false,
+            refused_isn: None,
+            refused_max: 0,
+            acked_unreceived: false,
             engine_rst: false,
             host: None,
             host_written: 0,
@@ -370,8 +493,23 @@ impl Model {
         self.g_isn.wrapping_add(1).wrapping_add(off)
     }
 
+    /// The highest ACK the flows sent, whether or not the link took it.
+    fn ack_tried(&self) -> Option<u32> {
+        match (self.max_ack, self.refused_ack) {
+            (Some(a), Some(r)) if after(r, a) => Some(r),
+            (None, r) => r,
+            (a, _) => a,
+        }
+    }
+
     fn established(&self) -> bool {
         self.our_isn.is_some()
+    }
+
+    /// The connection's MSS toward the guest: the guest's, bounded by
+    /// ours.
+    fn mss(&self) -> u16 {
+        self.syn_mss.min(self.our_mss.unwrap_or(u16::MAX))
     }
 
     /// Nobody reset and the host still has its socket.
@@ -408,6 +546,10 @@ struct World {
     /// `TCP_FLOW_TOLERATE=syn-flags`: a known bug (a SYN with ACK, RST or
     /// FIN opens a connection) does not fail the input.
     tolerate_syn_flags: bool,
+    /// `TCP_FLOW_TOLERATE=unsynced-data`: a known bug (guest data or FIN
+    /// taken while our SYN is unacknowledged, from a segment whose ACK does
+    /// not acknowledge it) does not fail the input.
+    tolerate_unsynced_data: bool,
 }
 
 thread_local! {
@@ -466,6 +608,7 @@ impl World {
             trace: std::env::var_os("TCP_FLOW_TRACE").is_some(),
             tolerate_unacked_fin: tolerated("unacked-fin"),
             tolerate_syn_flags: tolerated("syn-flags"),
+            tolerate_unsynced_data: tolerated("unsynced-data"),
         }
     }
 
@@ -509,6 +652,16 @@ impl World {
 
     /// The flow's next expected guest sequence number and whether it has
     /// the guest's FIN (the state the tolerance of a known bug needs).
+    /// The flow's next expected guest sequence number and whether our
+    /// SYN is still unacknowledged.
+    fn handshake_state(&self) -> Option<(u32, bool)> {
+        let flow = self.flows.get(self.flow_id()?)?;
+        match &flow.state {
+            FlowState::Tcp(conn) => Some((conn.seq_from_guest, conn.syn_unacked)),
+            _ => None,
+        }
+    }
+
     fn expected_from_guest(&self) -> Option<(u32, bool)> {
         let flow = self.flows.get(self.flow_id()?)?;
         match &flow.state {
@@ -546,7 +699,17 @@ impl World {
 
     fn run(&mut self, data: &[u8]) {
         let mut input = Input { data };
-        let v6 = input.u8() & 1 == 1;
+        let mode = input.u8();
+        let v6 = mode & 1 == 1;
+        let limited = mode & 4 != 0;
+        self.link.offloading = mode & 2 != 0;
+        self.link.capacity = None;
+        self.link.refused = 0;
+        self.link.refused_ack = None;
+        self.link.refused_fins.clear();
+        self.link.refused_isn = None;
+        self.link.refused_ends.clear();
+        self.link.trace = self.trace;
         let g_isn = input.u32();
         self.clock = Duration::ZERO;
         let mut m = self.new_model(v6, g_isn);
@@ -554,7 +717,7 @@ impl World {
             if input.is_empty() {
                 break;
             }
-            let op = Op::from_byte(input.u8());
+            let op = Op::from_byte(input.u8(), limited);
             if op != Op::Segment {
                 self.flush(&mut m);
             }
@@ -573,7 +736,16 @@ impl World {
                 Op::HostShutdown => self.host_shutdown(&mut m),
                 Op::HostClose => self.host_close(&mut m, false),
                 Op::HostReset => self.host_close(&mut m, true),
-                Op::Events => self.events(&mut m),
+                Op::Events => {
+                    if limited {
+                        self.link.capacity = capacity(input.u8());
+                    }
+                    self.events(&mut m);
+                }
+                Op::Writable => {
+                    self.link.capacity = capacity(input.u8());
+                    self.resume(&mut m);
+                }
                 Op::Tick => {
                     let jump = match input.u8() % 5 {
                         0 => Duration::from_secs(1),
@@ -592,8 +764,26 @@ impl World {
             }
         }
         self.flush(&mut m);
+        if self.trace && self.link.refused > 0 {
+            eprintln!("link: {} frames refused", self.link.refused);
+        }
+        // The link takes everything from here on.
+        self.link.capacity = None;
+        self.resume(&mut m);
         self.settle(&mut m);
         self.teardown(m);
+    }
+
+    /// The link is writable: the connections waiting for it resume (the
+    /// engine's `on_link_writable`).
+    fn resume(&mut self, m: &mut Model) {
+        if self.tcp.link_waiters() {
+            if self.trace {
+                eprintln!("link: writable, resuming");
+            }
+            self.engine(|tcp, flows, ctx| tcp.resume_blocked(flows, ctx));
+            self.check_frames(m);
+        }
     }
 
     // --- guest side -------------------------------------------------
@@ -772,8 +962,15 @@ impl World {
         m.max_window = m.max_window.max(scaled);
         if let Some(isn) = m.our_isn {
             let a = i64::from(ack.wrapping_sub(isn.wrapping_add(1)) as i32);
-            if a >= -1 && a <= m.sent_max && a > m.acked_bound {
+            // The flows take ACKs of what they sent, whether or not the
+            // link took it.
+            let sent = m.sent_max.max(m.refused_max);
+            if a >= -1 && a <= sent && a > m.acked_bound {
                 m.acked_bound = a;
+            }
+            let received = i64::from(m.rcv_ack().wrapping_sub(isn.wrapping_add(1)) as i32);
+            if a > received && a <= sent {
+                m.acked_unreceived = true;
             }
         }
     }
@@ -785,8 +982,20 @@ impl World {
         let seg = parse_segment(&frame[..len]).expect("the guest's frame parses");
         let opening = self.opens(seg.flags);
         let before = self.expected_from_guest();
+        let shake = self.handshake_state();
         self.engine(|tcp, flows, ctx| tcp.from_guest(flows, ctx, &seg));
         self.batch_open = true;
+        if let (Some((from, true)), Some((to, true))) = (shake, self.handshake_state()) {
+            // The segment did not acknowledge our SYN: RFC 9293 3.10.7.4
+            // (SYN-RECEIVED) takes nothing from it.
+            assert!(
+                from == to || self.tolerate_unsynced_data,
+                "the flows took guest data or FIN ({} bytes of sequence space) from a \
+                 segment whose ACK {:#x} does not acknowledge our SYN",
+                to.wrapping_sub(from),
+                seg.ack
+            );
+        }
         if !had_flow && self.has_flow() {
             assert!(
                 opening,
@@ -841,28 +1050,123 @@ impl World {
 
     /// Checks and takes in the frames the flows sent; returns how many.
     fn check_frames(&mut self, m: &mut Model) -> usize {
-        let capture = std::mem::take(&mut self.link);
+        let mut bytes = std::mem::take(&mut self.link.bytes);
+        let mut ends = std::mem::take(&mut self.link.ends);
+        let mut offloads = std::mem::take(&mut self.link.offloads);
         let mut start = 0;
         let mut rst = false;
-        for &end in &capture.ends {
-            rst |= self.check_frame(m, &capture.bytes[start..end]);
+        for (&end, &offload) in ends.iter().zip(&offloads) {
+            rst |= self.check_frame(m, &bytes[start..end], offload);
             start = end;
         }
-        let count = capture.ends.len();
-        self.link = capture;
-        self.link.bytes.clear();
-        self.link.ends.clear();
+        let count = ends.len();
+        bytes.clear();
+        ends.clear();
+        offloads.clear();
+        self.link.bytes = bytes;
+        self.link.ends = ends;
+        self.link.offloads = offloads;
+        if let Some(isn) = self.link.refused_isn.take() {
+            if let Some(prev) = m.our_isn.or(m.refused_isn) {
+                assert_eq!(isn, prev, "the (refused) SYN-ACK's ISN changed");
+            }
+            m.refused_isn = Some(isn);
+        }
+        for end in std::mem::take(&mut self.link.refused_ends) {
+            let isn = m
+                .our_isn
+                .or(m.refused_isn)
+                .expect("a segment before the SYN-ACK");
+            let end = i64::from(end.wrapping_sub(isn.wrapping_add(1)) as i32);
+            m.refused_max = m.refused_max.max(end);
+        }
+        for seq in std::mem::take(&mut self.link.refused_fins) {
+            let isn = m
+                .our_isn
+                .or(m.refused_isn)
+                .expect("a FIN before the SYN-ACK");
+            let off = seq.wrapping_sub(isn.wrapping_add(1));
+            assert!(m.host_fin, "FIN to the guest: the host did not shut down");
+            assert_eq!(
+                off, m.host_written,
+                "our (refused) FIN is not at the end of what the host wrote"
+            );
+            m.fin_refused = true;
+        }
+        if let Some(a) = self.link.refused_ack.take() {
+            let a = a.wrapping_sub(m.g_isn.wrapping_add(1));
+            if m.refused_ack.is_none_or(|r| after(a, r)) {
+                m.refused_ack = Some(a);
+            }
+        }
         assert!(
             !rst || !self.has_flow(),
             "an RST to the guest left its connection in the table"
         );
+        self.check_sent(m);
         count
     }
 
+    /// What the flows count as sent to the guest is what the link took:
+    /// their data sent (`seq_to_guest`, less a FIN) never goes beyond the
+    /// end of the data frames the guest got.
+    fn check_sent(&self, m: &Model) {
+        let Some(flow) = self.flow_id().and_then(|id| self.flows.get(id)) else {
+            return;
+        };
+        let FlowState::Tcp(c) = &flow.state else {
+            return;
+        };
+        if m.our_isn != Some(c.isn) {
+            return;
+        }
+        let sent = c
+            .seq_to_guest
+            .wrapping_sub(c.isn.wrapping_add(1))
+            .wrapping_sub(u32::from(c.fin_sent));
+        assert!(
+            !after(sent, m.data_max),
+            "the flows count data up to {sent} as sent: the link took data up to {} \
+             ({} frames refused)",
+            m.data_max,
+            self.link.refused
+        );
+    }
+
     /// Checks one frame toward the guest; returns whether it is an RST.
-    fn check_frame(&self, m: &mut Model, frame: &[u8]) -> bool {
+    fn check_frame(&self, m: &mut Model, frame: &[u8], offload: Option<Offload>) -> bool {
         let seg = parse_segment(frame).expect("a frame to the guest parses as TCP");
-        check_checksums(frame, &seg);
+        let v6 = m.guest.is_ipv6();
+        let header_len = data_header_len(v6);
+        match offload {
+            None => check_checksums(frame, &seg),
+            Some(o) => {
+                assert!(frame.len() <= 65535, "a frame of {} bytes", frame.len());
+                let partial = o
+                    .partial_checksum
+                    .expect("an offloaded frame without a partial checksum");
+                assert_eq!(
+                    usize::from(partial.start),
+                    header_len - 20,
+                    "partial checksum start"
+                );
+                assert_eq!(partial.offset, CHECKSUM_OFFSET, "partial checksum field");
+                assert_eq!(
+                    usize::from(frame[header_len - 20 + 12] >> 4) * 4,
+                    20,
+                    "an offloaded frame with TCP options"
+                );
+                assert!(!seg.payload.is_empty(), "an offloaded frame without data");
+                // What the guest's kernel does: the sum from `start` on
+                // (the field holds the pseudo-header's), complemented,
+                // into the field.
+                let mut full = frame.to_vec();
+                let field = usize::from(partial.start + partial.offset);
+                let sum = checks::ones_complement_sum(&full[usize::from(partial.start)..]);
+                full[field..field + 2].copy_from_slice(&(!sum).to_be_bytes());
+                check_checksums(&full, &seg);
+            }
+        }
         assert_eq!(frame[..6], GUEST_MAC, "destination MAC");
         assert_eq!(seg.src_mac, self.config.our_mac, "source MAC");
         assert_eq!((seg.src, seg.dst), (m.gw, m.guest), "addresses");
@@ -871,13 +1175,18 @@ impl World {
         let len = seg.payload.len() as u32;
         if self.trace {
             eprintln!(
-                "engine: flags {:#04x} seq {} len {len} ack {} win {}",
+                "engine: flags {:#04x} seq {} len {len} ack {} win {}{}",
                 seg.flags,
                 seg.seq
                     .wrapping_sub(m.our_isn.unwrap_or(seg.seq).wrapping_add(1))
                     as i32,
                 seg.ack.wrapping_sub(m.g_isn.wrapping_add(1)) as i32,
-                seg.window
+                seg.window,
+                match offload.and_then(|o| o.gso) {
+                    Some(g) => format!(" (gso {})", g.segment_size),
+                    None if offload.is_some() => " (offloaded)".to_string(),
+                    None => String::new(),
+                }
             );
         }
         if has(flags::RST) {
@@ -892,10 +1201,12 @@ impl World {
             assert!(seg.payload.is_empty(), "a SYN-ACK with payload");
             assert!(!has(flags::FIN), "SYN with FIN");
             assert!(seg.options.mss.is_some(), "a SYN-ACK without MSS");
-            match m.our_isn {
-                None => m.our_isn = Some(seg.seq),
+            m.our_mss = seg.options.mss;
+            match m.our_isn.or(m.refused_isn) {
+                None => {}
                 Some(isn) => assert_eq!(seg.seq, isn, "the SYN-ACK's ISN changed"),
             }
+            m.our_isn = Some(seg.seq);
         }
         if has(flags::ACK) {
             let a = seg.ack.wrapping_sub(m.g_isn.wrapping_add(1));
@@ -914,8 +1225,11 @@ impl World {
         if has(flags::SYN) {
             return false;
         }
+        // The guest may not have our ISN (the link refused the SYN-ACK):
+        // the flows have it all the same.
         let isn = m
             .our_isn
+            .or(m.refused_isn)
             .expect("data, ACK or FIN to the guest before the SYN-ACK");
         let off = seg.seq.wrapping_sub(isn.wrapping_add(1));
         assert!(
@@ -924,11 +1238,34 @@ impl World {
             off as i32
         );
         let end = off.wrapping_add(len);
+        let gso = offload.and_then(|o| o.gso);
+        if let Some(gso) = gso {
+            assert_eq!(gso.v6, v6, "GSO family");
+            assert_eq!(usize::from(gso.header_len), header_len, "GSO header length");
+            assert_eq!(
+                gso.segment_size,
+                m.mss(),
+                "GSO segment size: the guest's MSS is {}, ours {:?}",
+                m.syn_mss,
+                m.our_mss
+            );
+            assert!(
+                len > u32::from(gso.segment_size),
+                "GSO for {len} bytes: one segment of {}",
+                gso.segment_size
+            );
+            assert!(
+                len as usize <= 65535 - header_len,
+                "GSO for {len} bytes: beyond 64 KiB with headers"
+            );
+            assert!(!has(flags::FIN), "a GSO frame with FIN");
+        }
         if len > 0 {
             assert!(
-                len <= u32::from(m.syn_mss),
-                "{len} bytes in a segment: the guest's MSS is {}",
-                m.syn_mss
+                gso.is_some() || len <= u32::from(m.mss()),
+                "{len} bytes in a segment: the guest's MSS is {}, ours {:?}",
+                m.syn_mss,
+                m.our_mss
             );
             assert!(
                 end <= m.host_written,
@@ -953,9 +1290,13 @@ impl World {
             if !after(off, m.rcv_nxt) && after(end, m.rcv_nxt) {
                 m.rcv_nxt = end;
             }
+            if after(end, m.data_max) {
+                m.data_max = end;
+            }
         } else {
+            let fin = m.fin_at.is_some() || m.fin_refused;
             assert!(
-                off <= m.host_written + u32::from(m.fin_at.is_some()),
+                off <= m.host_written + u32::from(fin),
                 "sequence {off} beyond the host's {} bytes",
                 m.host_written
             );
@@ -1079,7 +1420,7 @@ impl World {
                 if !m.host_eof && !m.host_rst {
                     m.host_eof = true;
                     let fin_acked = m
-                        .max_ack
+                        .ack_tried()
                         .is_some_and(|a| !after(m.host_read.wrapping_add(1), a));
                     // A guest that reset the connection right after its FIN
                     // (same batch) needs no ACK of it any more.
@@ -1104,7 +1445,7 @@ impl World {
                 m.host_read += n as u32;
                 // A guest RST may cut off the ACK of data the flows wrote
                 // in the same batch: the host may read it all the same.
-                let acked = m.max_ack.unwrap_or(0);
+                let acked = m.ack_tried().unwrap_or(0);
                 assert!(
                     m.guest_rst || !after(m.host_read, acked),
                     "the host read {} bytes: {acked} were acknowledged to the guest",
@@ -1175,8 +1516,10 @@ impl World {
         }
         let mut stalled = Duration::ZERO;
         let mut waited = Duration::ZERO;
+        let mut timer_runs = 0;
         for _ in 0..SETTLE_ROUNDS {
             let before = (m.rcv_nxt, m.fin_at, m.host_read, m.host_eof, m.max_ack);
+            self.resume(m);
             if m.established() && self.has_flow() {
                 self.guest_ack(m);
             }
@@ -1196,11 +1539,23 @@ impl World {
             // whose send buffer was made tiny): wait a little in real time
             // before judging.
             let read = m.host_read.wrapping_add(u32::from(m.host_eof));
-            let to_host = after(m.max_ack.unwrap_or(0), read) && !m.rcvbuf_shrunk;
+            let to_host = after(m.ack_tried().unwrap_or(0), read) && !m.rcvbuf_shrunk;
             let to_guest = self.has_flow()
+                && !m.acked_unreceived
                 && (m.rcv_nxt != m.host_written || (m.host_fin && m.fin_at.is_none()));
             if !(to_host || to_guest) || stalled >= MAX_STALL || waited >= MAX_WAIT {
                 break;
+            }
+            // A control frame the link refused (our FIN, the SYN-ACK) is
+            // sent again by the ACK timer only (a lost frame, as far as
+            // the flows know): let it run, a few times at most.
+            if to_guest && self.link.refused > 0 && timer_runs < SETTLE_TIMER_RUNS {
+                timer_runs += 1;
+                if self.trace {
+                    eprintln!("settle: stalled, the ACK timer runs");
+                }
+                self.tick(m, ACK_TIMEOUT);
+                continue;
             }
             if self.trace && stalled.is_zero() {
                 eprintln!("settle: stalled after {waited:?} of waits");
@@ -1212,7 +1567,7 @@ impl World {
         if self.trace {
             self.trace_conn("settled");
         }
-        let acked = m.max_ack.unwrap_or(0);
+        let acked = m.ack_tried().unwrap_or(0);
         let read = m.host_read.wrapping_add(u32::from(m.host_eof));
         assert!(
             m.rcvbuf_shrunk || read == acked,
@@ -1220,7 +1575,7 @@ impl World {
             m.host_read,
             m.host_eof
         );
-        if m.established() && self.has_flow() {
+        if m.established() && self.has_flow() && !m.acked_unreceived {
             assert_eq!(
                 m.rcv_nxt, m.host_written,
                 "the guest received {} bytes: the host wrote {}",

@@ -388,6 +388,12 @@ impl TcpFlows {
             self.counters.retransmissions += 1;
             self.rewind(conn);
         }
+        if conn.syn_unacked && !pure_ack {
+            // Data before the guest acknowledged our SYN-ACK: it cannot
+            // know our sequence numbers (RFC 9293 3.10.7.4): not taken.
+            self.counters.dropped_segments += 1;
+            return None;
+        }
         if !pure_ack {
             if let Err(e) = self.guest_data(ctx, id, ends, conn, seg) {
                 log::debug!("TCP: write to host socket: {e}");
@@ -1640,6 +1646,30 @@ mod socket_tests {
             let mut got = Vec::new();
             host.read_to_end(&mut got).unwrap();
             assert_eq!(got, b"hello");
+        });
+    }
+
+    /// Data from a guest that has not acknowledged our SYN-ACK (its ACK
+    /// does not cover our ISN) is not taken: it cannot know our sequence
+    /// numbers (RFC 9293 3.10.7.4).
+    #[test]
+    fn tcp_data_before_the_handshake_completes_is_not_taken() {
+        in_private_netns(|| {
+            let mut rig = Rig::new();
+            rig.guest(flags::SYN, 1000, 0, &[]);
+            rig.events();
+            let (_, isn, _) = rig.sent()[0];
+            rig.guest(flags::ACK | flags::PSH, 1001, isn, b"early");
+            assert!(rig.sent().is_empty(), "nothing acknowledged");
+            let (mut host, _) = rig.listener.accept().unwrap();
+            host.set_nonblocking(true).unwrap();
+            let mut buf = [0u8; 16];
+            assert!(host.read(&mut buf).is_err(), "the host got nothing");
+            rig.guest(flags::ACK | flags::PSH, 1001, isn.wrapping_add(1), b"late");
+            host.set_nonblocking(false).unwrap();
+            host.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            let n = host.read(&mut buf).unwrap();
+            assert_eq!(&buf[..n], b"late");
         });
     }
 
