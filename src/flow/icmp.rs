@@ -307,18 +307,10 @@ mod tests {
     /// Runs `f` in a fresh network namespace with `lo` up and ping sockets
     /// allowed for root.
     fn in_private_netns(f: impl FnOnce() + Send) {
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                crate::sys::ns::unshare_net_thread().expect("unshare");
-                let mut nl = crate::netlink::Netlink::open().unwrap();
-                let lo = nl.link_index("lo").unwrap().unwrap();
-                nl.set_link_up(lo).unwrap();
-                // /proc/sys/net is the opening thread's namespace.
-                std::fs::write("/proc/sys/net/ipv4/ping_group_range", "0 0").unwrap();
-                f();
-            })
-            .join()
-            .unwrap();
+        crate::flow::testing::in_private_netns(|| {
+            // /proc/sys/net is the opening thread's namespace.
+            std::fs::write("/proc/sys/net/ipv4/ping_group_range", "0 0").unwrap();
+            f();
         });
     }
 

@@ -456,23 +456,9 @@ mod tests {
     use super::*;
     use crate::conf::{Mode, fixture};
     use crate::event::Ready;
+    use crate::flow::testing::in_private_netns;
     use std::net::TcpStream;
     use std::time::Duration;
-
-    /// Runs `f` in a fresh network namespace with `lo` up.
-    fn in_private_netns(f: impl FnOnce() + Send) {
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                crate::sys::ns::unshare_net_thread().expect("unshare");
-                let mut nl = crate::netlink::Netlink::open().unwrap();
-                let lo = nl.link_index("lo").unwrap().unwrap();
-                nl.set_link_up(lo).unwrap();
-                f();
-            })
-            .join()
-            .unwrap();
-        });
-    }
 
     fn bind(mode: Mode, args: &[&str]) -> Result<Listeners, BindError> {
         let config = fixture::config(mode, args);

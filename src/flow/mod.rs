@@ -14,6 +14,8 @@ pub mod listen;
 pub mod nat;
 pub mod table;
 pub mod tcp;
+#[cfg(test)]
+mod testing;
 
 /// Per-protocol state kept in a flow's slot: one table for every protocol,
 /// so they share its capacity.

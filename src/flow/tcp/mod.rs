@@ -1470,6 +1470,7 @@ mod tests {
 mod socket_tests {
     use super::*;
     use crate::conf::{Mode, fixture};
+    use crate::flow::testing::in_private_netns;
     use std::io::Read;
     use std::net::{TcpListener, TcpStream};
 
@@ -1490,21 +1491,6 @@ mod socket_tests {
         fn send_offloaded(&mut self, frame: &[u8], _: Offload) -> bool {
             self.send_frame(frame)
         }
-    }
-
-    /// Runs `f` in a fresh network namespace with `lo` up.
-    fn in_private_netns(f: impl FnOnce() + Send) {
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                crate::sys::ns::unshare_net_thread().expect("unshare");
-                let mut nl = crate::netlink::Netlink::open().unwrap();
-                let lo = nl.link_index("lo").unwrap().unwrap();
-                nl.set_link_up(lo).unwrap();
-                f();
-            })
-            .join()
-            .unwrap();
-        });
     }
 
     /// The TCP flows with a guest at its configured address, port 40000,
