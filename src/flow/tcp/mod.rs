@@ -342,6 +342,16 @@ impl TcpFlows {
         let now = Instant::now();
         conn.last_active = now;
         let verdict = self.guest_segment(ctx, id, &ends, conn, seg, now);
+        self.settle(flows, ctx, id, verdict);
+    }
+
+    /// The end of every handler of connection `id`: its epoll interest
+    /// follows its state, and it closes as `verdict` says, or in order once
+    /// both directions are done.
+    fn settle(&mut self, flows: &mut Flows, ctx: &mut Ctx<'_>, id: FlowId, verdict: Option<Close>) {
+        let Some((_, conn)) = conn_of(flows, ctx, id) else {
+            return;
+        };
         self.update_interest(ctx, id, conn);
         let verdict = verdict.or_else(|| conn.finished().then_some(Close::Done));
         if let Some(how) = verdict {
@@ -529,11 +539,11 @@ impl TcpFlows {
         let result = self
             .write_staged(conn)
             .and_then(|()| shutdown_when_flushed(conn));
-        self.update_interest(ctx, id, conn);
-        if let Err(e) = result {
+        let verdict = result.err().map(|e| {
             log::debug!("TCP: write to host socket: {e}");
-            self.close(flows, ctx, id, Close::ResetBoth);
-        }
+            Close::ResetBoth
+        });
+        self.settle(flows, ctx, id, verdict);
     }
 
     fn queue_ack(&mut self, id: FlowId, conn: &mut TcpConn) {
@@ -759,10 +769,7 @@ impl TcpFlows {
                 conn.link_blocked = false;
                 conn.waits_for_link = false;
                 let verdict = self.send_data(ctx, &ends, conn).err();
-                self.update_interest(ctx, id, conn);
-                if let Some(how) = verdict {
-                    self.close(flows, ctx, id, how);
-                }
+                self.settle(flows, ctx, id, verdict);
             }
             if !self.blocked.is_empty() {
                 break;
@@ -825,11 +832,7 @@ impl TcpFlows {
             Phase::Connecting => self.connect_done(ctx, &ends, conn),
             _ => self.socket_ready(ctx, &ends, conn, ready),
         };
-        self.update_interest(ctx, id, conn);
-        let verdict = verdict.or_else(|| conn.finished().then_some(Close::Done));
-        if let Some(how) = verdict {
-            self.close(flows, ctx, id, how);
-        }
+        self.settle(flows, ctx, id, verdict);
     }
 
     fn connect_done(
@@ -852,7 +855,9 @@ impl TcpFlows {
         conn.seq_to_guest = conn.isn.wrapping_add(1);
         conn.seq_acked = conn.isn;
         conn.last_progress = Instant::now();
-        tune_socket(&conn.socket, None, self.skip.is_none());
+        if self.skip.is_none() {
+            start_peek_offset(&conn.socket);
+        }
         self.send_syn(ctx, ends, conn);
         None
     }
@@ -985,7 +990,10 @@ impl TcpFlows {
             reset_socket(&acc.socket);
             return;
         }
-        tune_socket(&acc.socket, self.sndbuf, self.skip.is_none());
+        tune_socket(&acc.socket, self.sndbuf);
+        if self.skip.is_none() {
+            start_peek_offset(&acc.socket);
+        }
         let isn = self
             .isn
             .isn(source, peer.port(), guest_addr, acc.guest_port);
@@ -1053,12 +1061,7 @@ impl TcpFlows {
                 }
             }
         };
-        if let Some(conn) = conn_of(flows, ctx, id).map(|(_, c)| c) {
-            self.update_interest(ctx, id, conn);
-        }
-        if let Some(how) = verdict {
-            self.close(flows, ctx, id, how);
-        }
+        self.settle(flows, ctx, id, verdict);
     }
 
     /// Removes connection `id`: RST to the guest and/or the host side as
@@ -1331,7 +1334,7 @@ fn connect_socket(
     if let Some(addr) = outbound {
         rustix::net::bind(&socket, &SocketAddr::new(addr, 0))?;
     }
-    tune_socket(&socket, sndbuf, false);
+    tune_socket(&socket, sndbuf);
     if let Err(e) = sock::set_tcp_maxseg(&socket, guest_mss.clamp(MIN_MSS, MAX_MSS)) {
         log::debug!("TCP: TCP_MAXSEG: {e}");
     }
@@ -1356,10 +1359,10 @@ fn send_buffer_size() -> Option<usize> {
     (max >= 1 << 20).then_some(max.min(8 << 20))
 }
 
-/// Host socket options shared by both directions: the send buffer, the
-/// peek offset, and `TCP_NODELAY` (what the guest sent was acknowledged
-/// already: holding it back for Nagle's algorithm only adds latency).
-fn tune_socket(socket: &OwnedFd, sndbuf: Option<usize>, peek_offset: bool) {
+/// Host socket options shared by both directions: the send buffer and
+/// `TCP_NODELAY` (what the guest sent was acknowledged already: holding it
+/// back for Nagle's algorithm only adds latency).
+fn tune_socket(socket: &OwnedFd, sndbuf: Option<usize>) {
     if let Err(e) = rustix::net::sockopt::set_tcp_nodelay(socket, true) {
         log::debug!("TCP: TCP_NODELAY: {e}");
     }
@@ -1368,10 +1371,12 @@ fn tune_socket(socket: &OwnedFd, sndbuf: Option<usize>, peek_offset: bool) {
             log::debug!("TCP: SO_SNDBUF: {e}");
         }
     }
-    if peek_offset {
-        if let Err(e) = sock::set_peek_offset(socket, 0) {
-            log::debug!("TCP: SO_PEEK_OFF: {e}");
-        }
+}
+
+/// Starts the peek offset of a connected socket at 0 (`SO_PEEK_OFF`).
+fn start_peek_offset(socket: &OwnedFd) {
+    if let Err(e) = sock::set_peek_offset(socket, 0) {
+        log::debug!("TCP: SO_PEEK_OFF: {e}");
     }
 }
 
