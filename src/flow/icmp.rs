@@ -276,7 +276,8 @@ pub fn expire(flows: &mut Flows, now: Instant, events: &EventLoop) {
     });
 }
 
-/// A non-blocking ping socket for `dst`'s family, bound to `-o` if given.
+/// A non-blocking ping socket for `dst`'s family, bound to the outbound
+/// address and interface if given.
 fn ping_socket(config: &Config, dst: IpAddr) -> io::Result<OwnedFd> {
     let (family, proto) = match dst {
         IpAddr::V4(_) => (AddressFamily::INET, ipproto::ICMP),
@@ -288,13 +289,7 @@ fn ping_socket(config: &Config, dst: IpAddr) -> io::Result<OwnedFd> {
         SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
         Some(proto),
     )?;
-    let outbound = match dst {
-        IpAddr::V4(_) => config.ip4.as_ref().and_then(|c| c.outbound).map(IpAddr::V4),
-        IpAddr::V6(_) => config.ip6.as_ref().and_then(|c| c.outbound).map(IpAddr::V6),
-    };
-    if let Some(addr) = outbound {
-        rustix::net::bind(&socket, &SocketAddr::new(addr, 0))?;
-    }
+    super::bind_outbound(config, &socket, dst.is_ipv6())?;
     Ok(socket)
 }
 

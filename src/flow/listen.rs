@@ -22,7 +22,7 @@
 //! Invariants: a listener's event token index is its place in the list and
 //! never changes; each listener knows the guest port its host port maps to
 //! (`P:Q` remaps). `auto` (pasta's default) binds nothing: it comes with a
-//! later issue. May call: rustix sockets, `crate::sys::bind_device`,
+//! later issue. May call: rustix sockets, `crate::sys::socket`,
 //! `crate::event` (registration), `crate::conf` (the specs).
 
 use std::cell::{Cell, RefCell};
@@ -36,7 +36,7 @@ use rustix::net::{AddressFamily, SocketFlags, SocketType, ipproto, sockopt};
 use crate::conf::ports::{PortRange, PortRule, PortRules, PortSet};
 use crate::conf::{Config, PortSpec};
 use crate::event::{EventLoop, Interest, Token, TokenKind};
-use crate::sys::bind_device;
+use crate::sys::socket::set_bind_to_device;
 
 /// `listen()` backlog of every forwarding socket (upstream's).
 pub const BACKLOG: i32 = 128;
@@ -71,6 +71,8 @@ pub struct Listeners {
     /// left to accept with (a level-triggered listener would wake the loop
     /// without end); [`Listeners::resume`] puts them back on the tick.
     paused: RefCell<Vec<u32>>,
+    /// The event token kind the listeners are registered with.
+    kind: TokenKind,
 }
 
 /// Why the listeners could not be set up; the text is upstream's.
@@ -262,7 +264,7 @@ impl Binder {
             sockopt::set_ipv6_v6only(&fd, v6only)?;
         }
         if let Some(name) = iface {
-            bind_device::set_bind_to_device(&fd, name)?;
+            set_bind_to_device(&fd, name)?;
         }
         if self.freebind {
             match addr {
@@ -294,6 +296,7 @@ impl Listeners {
             entries: Vec::new(),
             warned_fd_limit: Cell::new(false),
             paused: RefCell::new(Vec::new()),
+            kind: TokenKind::TcpListener,
         }
     }
 
@@ -312,7 +315,8 @@ impl Listeners {
         for plan in &plans {
             listeners.bind_plan(&binder, plan, 't')?;
         }
-        listeners.register(events, TokenKind::TcpListener)?;
+        listeners.kind = TokenKind::TcpListener;
+        listeners.register(events)?;
         Ok(listeners)
     }
 
@@ -353,11 +357,11 @@ impl Listeners {
         Ok(())
     }
 
-    fn register(&self, events: &EventLoop, kind: TokenKind) -> Result<(), BindError> {
+    fn register(&self, events: &EventLoop) -> Result<(), BindError> {
         for (i, listener) in self.entries.iter().enumerate() {
             let index = u32::try_from(i).unwrap_or(u32::MAX);
             events
-                .add(&listener.fd, Token::new(kind, index), Interest::READ)
+                .add(&listener.fd, Token::new(self.kind, index), Interest::READ)
                 .map_err(|source| BindError::Register {
                     port: local_port(&listener.fd),
                     source,
@@ -409,7 +413,7 @@ impl Listeners {
     pub fn resume(&self, events: &EventLoop) {
         for index in self.paused.borrow_mut().drain(..) {
             if let Some(listener) = self.entries.get(index as usize) {
-                let token = Token::new(TokenKind::TcpListener, index);
+                let token = Token::new(self.kind, index);
                 if let Err(e) = events.add(&listener.fd, token, Interest::READ) {
                     log::debug!("TCP: watching a forwarded port again: {e}");
                 }

@@ -9,6 +9,12 @@
 //! May call: `sys`/rustix (sockets), `wire`, `event` (registration), `conf`,
 //! and `link` for the offload description of frames toward the guest.
 
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::OwnedFd;
+
+use crate::conf::Config;
+
 pub mod icmp;
 pub mod listen;
 pub mod nat;
@@ -40,3 +46,28 @@ pub trait GuestLink {
 
 /// The flow table as the engine instantiates it.
 pub type Flows = table::FlowTable<FlowState>;
+
+/// Binds a new host socket of one family to what `-o` and
+/// `--outbound-if4/6` name for it: the interface (`SO_BINDTODEVICE`), then
+/// the source address (port chosen by the kernel). Every protocol's
+/// outbound sockets go through here.
+pub fn bind_outbound(config: &Config, socket: &OwnedFd, v6: bool) -> io::Result<()> {
+    let (addr, iface) = match v6 {
+        false => config
+            .ip4
+            .as_ref()
+            .map(|c| (c.outbound.map(IpAddr::V4), &c.outbound_if)),
+        true => config
+            .ip6
+            .as_ref()
+            .map(|c| (c.outbound.map(IpAddr::V6), &c.outbound_if)),
+    }
+    .unwrap_or((None, &None));
+    if let Some(name) = iface {
+        crate::sys::socket::set_bind_to_device(socket, name)?;
+    }
+    if let Some(addr) = addr {
+        rustix::net::bind(socket, &SocketAddr::new(addr, 0))?;
+    }
+    Ok(())
+}

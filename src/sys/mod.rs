@@ -6,7 +6,6 @@
 //! covers the call; `libc` where it does not (tun ioctls, raw clone,
 //! `TCP_INFO`, `recvmmsg`...).
 
-pub mod bind_device;
 pub mod fd;
 pub mod ns;
 pub mod process;

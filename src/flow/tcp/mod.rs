@@ -1317,23 +1317,7 @@ fn connect_socket(
         SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
         None,
     )?;
-    let (outbound, outbound_if) = match dst {
-        SocketAddr::V4(_) => config
-            .ip4
-            .as_ref()
-            .map(|c| (c.outbound.map(IpAddr::V4), &c.outbound_if)),
-        SocketAddr::V6(_) => config
-            .ip6
-            .as_ref()
-            .map(|c| (c.outbound.map(IpAddr::V6), &c.outbound_if)),
-    }
-    .unwrap_or((None, &None));
-    if let Some(name) = outbound_if {
-        crate::sys::bind_device::set_bind_to_device(&socket, name)?;
-    }
-    if let Some(addr) = outbound {
-        rustix::net::bind(&socket, &SocketAddr::new(addr, 0))?;
-    }
+    super::bind_outbound(config, &socket, dst.is_ipv6())?;
     tune_socket(&socket, sndbuf);
     if let Err(e) = sock::set_tcp_maxseg(&socket, guest_mss.clamp(MIN_MSS, MAX_MSS)) {
         log::debug!("TCP: TCP_MAXSEG: {e}");
