@@ -176,18 +176,24 @@ def h_rst(c, l):
     return {}
 
 
-def h_rst_expect(c, l):
-    c.sendall(b"g")
+def await_close(s):
+    """Sends one byte, then reads until the peer's close shows: "eof" for
+    an orderly close, else the error's name (ECONNRESET for a reset)."""
+    s.sendall(b"g")
     t0 = time.monotonic()
     outcome = "?"
     try:
         while True:
-            if not c.recv(4096):
+            if not s.recv(4096):
                 outcome = "eof"
                 break
     except Exception as e:
         outcome = err_name(e)
     return {"outcome": outcome, "secs": time.monotonic() - t0}
+
+
+def h_rst_expect(c, l):
+    return await_close(c)
 
 
 HANDLERS = {
@@ -301,17 +307,7 @@ def op_refused(o):
 def op_rst_recv(o):
     s = connect(o["host"], o["port"])
     try:
-        s.sendall(b"x")
-        t0 = time.monotonic()
-        outcome = "?"
-        try:
-            while True:
-                if not s.recv(4096):
-                    outcome = "eof"
-                    break
-        except Exception as e:
-            outcome = err_name(e)
-        return {"outcome": outcome, "secs": time.monotonic() - t0}
+        return await_close(s)
     finally:
         s.close()
 
