@@ -41,9 +41,36 @@ pub enum TokenKind {
     Tcp = 6,
     /// A `-t` listening socket (index: its place among the listeners).
     TcpListener = 7,
+    /// The socket of a UDP flow (index: its flow id).
+    Udp = 8,
+    /// A `-u` socket (index: its place among the listeners).
+    UdpListener = 9,
+    /// A `-T` listening socket inside pasta's namespace (index: its place
+    /// among the listeners).
+    NsTcpListener = 10,
+    /// A `-U` socket inside pasta's namespace (index: its place among the
+    /// listeners).
+    NsUdpListener = 11,
+    /// The accepted socket of a spliced TCP connection (index: its flow id).
+    SpliceAccepted = 12,
+    /// The socket a spliced TCP connection opened toward its target
+    /// (index: its flow id).
+    SpliceTarget = 13,
 }
 
 impl TokenKind {
+    /// Whether the fd belongs to a flow or a forwarded port's socket (the
+    /// engine's business) rather than to the program's own plumbing.
+    pub fn is_flow(self) -> bool {
+        !matches!(
+            self,
+            TokenKind::Link
+                | TokenKind::LinkListener
+                | TokenKind::ChildExit
+                | TokenKind::NetnsOwnerExit
+        )
+    }
+
     fn from_u8(v: u8) -> Option<TokenKind> {
         Some(match v {
             1 => TokenKind::Link,
@@ -53,6 +80,12 @@ impl TokenKind {
             5 => TokenKind::Icmp,
             6 => TokenKind::Tcp,
             7 => TokenKind::TcpListener,
+            8 => TokenKind::Udp,
+            9 => TokenKind::UdpListener,
+            10 => TokenKind::NsTcpListener,
+            11 => TokenKind::NsUdpListener,
+            12 => TokenKind::SpliceAccepted,
+            13 => TokenKind::SpliceTarget,
             _ => return None,
         })
     }

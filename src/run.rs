@@ -210,10 +210,8 @@ fn handle_pasta_event(
             log::info!("Namespace owner exited, exiting");
             Ok(Some(0))
         }
-        TokenKind::Icmp | TokenKind::Tcp | TokenKind::TcpListener => {
-            flow_event(engine, r, events).map(|()| None)
-        }
         TokenKind::LinkListener => Ok(None),
+        _ => flow_event(engine, r, events).map(|()| None),
     }
 }
 
@@ -305,7 +303,7 @@ fn passt_loop(
                         accept_client(listener, engine, events)?;
                     }
                 }
-                TokenKind::Icmp | TokenKind::Tcp | TokenKind::TcpListener => {
+                kind if kind.is_flow() => {
                     if let Err(e) = engine.on_flow_event(r, events) {
                         log::info!("Client connection error: {e}");
                         detach_client(engine, events);
@@ -334,7 +332,7 @@ fn passt_loop(
                         }
                     }
                 }
-                TokenKind::ChildExit | TokenKind::NetnsOwnerExit => {}
+                _ => {}
             }
         }
     }
