@@ -6,7 +6,9 @@
 
 pub mod checksum;
 pub mod echo;
+pub mod ip;
 pub mod tcp;
+pub mod udp;
 
 use etherparse::{EtherType, Ethernet2Slice, IpNumber, Ipv4Slice, Ipv6Slice};
 

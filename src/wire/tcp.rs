@@ -3,31 +3,27 @@
 //! ([`build_control`] for segments without payload, [`write_data_headers`]
 //! for data whose payload a socket read already put in place).
 //!
-//! Parsing: IPv4 is read by hand (it is a fixed header plus a length
-//! check, and IPv4 here never carries an IPsec AH, which etherparse would
-//! walk); IPv6 goes through etherparse, which walks the extension headers.
-//! Only the fields the TCP translation uses are kept. Checksums are not
-//! verified: the segment is translated to a socket, the guest kernel that
-//! sent it computed them, and a tap may deliver partial checksums.
+//! The Ethernet and IP layers, both ways, are [`super::ip`]'s (IPv4 read
+//! by hand, IPv6 extension headers walked by etherparse, upstream's
+//! conventions for generated headers). Only the fields the TCP translation
+//! uses are kept. Checksums are not verified: the segment is translated to
+//! a socket, the guest kernel that sent it computed them, and a tap may
+//! deliver partial checksums.
 //!
-//! Building follows upstream's conventions for generated packets
-//! (REFERENCE.md §2.9): IPv4 TTL 255, identification 0, DF unset, no IP
-//! options; IPv6 hop limit 255, traffic class and flow label 0, no
-//! extension headers. Header fields are written straight into the frame:
+//! Header fields are written straight into the frame:
 //! `write_data_headers` runs once per frame at millions of frames per
 //! second, so it neither allocates nor copies the payload.
 //!
 //! Invariants: no `unsafe`, no allocation, no panics on any input; every
 //! length is checked before a slice is taken.
 //!
-//! Neighbours: `etherparse` (IPv6 walk), [`super::checksum`]; used by
+//! Neighbours: [`super::ip`], [`super::checksum`]; used by
 //! `flow::tcp`.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
-use etherparse::{IpNumber, Ipv6Slice};
-
-use super::checksum;
+pub use super::ip::Endpoints;
+use super::{checksum, ip};
 
 /// TCP header flags (the low six bits of byte 13).
 pub mod flags {
@@ -80,18 +76,6 @@ impl Segment<'_> {
 /// Largest window scale shift (RFC 7323 §2.3); larger values read as this.
 pub const MAX_WINDOW_SCALE: u8 = 14;
 
-/// Where a segment toward the guest goes: MACs, addresses (same family),
-/// ports.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Endpoints {
-    pub our_mac: [u8; 6],
-    pub guest_mac: [u8; 6],
-    pub src: IpAddr,
-    pub dst: IpAddr,
-    pub src_port: u16,
-    pub dst_port: u16,
-}
-
 /// The sequence/ack/flags/window of a segment toward the guest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Control {
@@ -101,13 +85,8 @@ pub struct Control {
     pub window: u16,
 }
 
-const ETH_LEN: usize = 14;
-const IPV4_LEN: usize = 20;
-const IPV6_LEN: usize = 40;
 const TCP_LEN: usize = 20;
-const ETHERTYPE_IPV4: u16 = 0x0800;
-const ETHERTYPE_IPV6: u16 = 0x86dd;
-const PROTO_TCP: u8 = IpNumber::TCP.0;
+const PROTO_TCP: u8 = super::PROTO_TCP;
 /// The flags kept by the parser.
 const FLAGS_MASK: u8 = 0x3f;
 /// Longest option block [`build_control`] writes: MSS, NOP + window scale,
@@ -118,7 +97,7 @@ const MAX_BUILT_OPTIONS: usize = 12;
 /// 54 for IPv4, 74 for IPv6. The payload of a frame completed by
 /// [`write_data_headers`] starts here.
 pub const fn data_header_len(v6: bool) -> usize {
-    ETH_LEN + if v6 { IPV6_LEN } else { IPV4_LEN } + TCP_LEN
+    ip::header_len(v6) + TCP_LEN
 }
 
 /// The TCP segment in a guest Ethernet frame, or `None` if the frame is not
@@ -138,19 +117,18 @@ pub const fn data_header_len(v6: bool) -> usize {
 /// below 2, or past the header) ends option parsing, keeping the segment
 /// and the options read so far. Checksums are not verified.
 pub fn parse_segment(frame: &[u8]) -> Option<Segment<'_>> {
-    let (eth, packet) = frame.split_first_chunk::<ETH_LEN>()?;
-    let (src, dst, segment) = match u16::from_be_bytes([eth[12], eth[13]]) {
-        ETHERTYPE_IPV4 => ipv4_tcp(packet)?,
-        ETHERTYPE_IPV6 => ipv6_tcp(packet)?,
-        _ => return None,
-    };
+    let ip::Transport {
+        src_mac,
+        src,
+        dst,
+        payload: segment,
+    } = ip::transport(frame, PROTO_TCP)?;
     let (tcp, _) = segment.split_first_chunk::<TCP_LEN>()?;
     let header_len = usize::from(tcp[12] >> 4) * 4;
     if header_len < TCP_LEN {
         return None;
     }
     let (header, payload) = segment.split_at_checked(header_len)?;
-    let src_mac = [eth[6], eth[7], eth[8], eth[9], eth[10], eth[11]];
     Some(Segment {
         src_mac,
         src,
@@ -164,36 +142,6 @@ pub fn parse_segment(frame: &[u8]) -> Option<Segment<'_>> {
         options: parse_options(header.get(TCP_LEN..).unwrap_or_default()),
         payload,
     })
-}
-
-/// Addresses and TCP segment of an unfragmented IPv4 packet carrying TCP.
-fn ipv4_tcp(packet: &[u8]) -> Option<(IpAddr, IpAddr, &[u8])> {
-    let (ip, _) = packet.split_first_chunk::<IPV4_LEN>()?;
-    let header_len = usize::from(ip[0] & 0x0f) * 4;
-    let total_len = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
-    let fragment = u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff; // MF + offset
-    if ip[0] >> 4 != 4 || header_len < IPV4_LEN || fragment != 0 || ip[9] != PROTO_TCP {
-        return None;
-    }
-    let segment = packet.get(..total_len)?.get(header_len..)?;
-    let src = Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
-    let dst = Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
-    Some((src.into(), dst.into(), segment))
-}
-
-/// Addresses and TCP segment of an unfragmented IPv6 packet carrying TCP,
-/// after any extension headers.
-fn ipv6_tcp(packet: &[u8]) -> Option<(IpAddr, IpAddr, &[u8])> {
-    let ip = Ipv6Slice::from_slice(packet).ok()?;
-    let header = ip.header();
-    let payload = ip.payload();
-    // Length 0 would be a jumbogram: etherparse then takes the whole frame.
-    if header.payload_length() == 0 || payload.fragmented || payload.ip_number != IpNumber::TCP {
-        return None;
-    }
-    let src = Ipv6Addr::from(header.source());
-    let dst = Ipv6Addr::from(header.destination());
-    Some((src.into(), dst.into(), payload.payload))
 }
 
 /// The options we understand in a TCP option block (header bytes after
@@ -322,27 +270,8 @@ fn write_segment(
     frame: &mut [u8],
     checksum: Checksum,
 ) -> Option<usize> {
-    let tcp_len = TCP_LEN + options.len() + payload_len;
-    let (eth, rest) = frame.split_first_chunk_mut::<ETH_LEN>()?;
-    let (ip_len, segment) = match (ends.src, ends.dst) {
-        (IpAddr::V4(src), IpAddr::V4(dst)) => {
-            let (ip, segment) = rest.split_first_chunk_mut::<IPV4_LEN>()?;
-            let total_len = u16::try_from(IPV4_LEN + tcp_len).ok()?;
-            let segment = segment.get_mut(..tcp_len)?;
-            write_eth(eth, ends, ETHERTYPE_IPV4);
-            write_ipv4(ip, src, dst, total_len);
-            (IPV4_LEN, segment)
-        }
-        (IpAddr::V6(src), IpAddr::V6(dst)) => {
-            let (ip, segment) = rest.split_first_chunk_mut::<IPV6_LEN>()?;
-            let payload_len = u16::try_from(tcp_len).ok()?;
-            let segment = segment.get_mut(..tcp_len)?;
-            write_eth(eth, ends, ETHERTYPE_IPV6);
-            write_ipv6(ip, src, dst, payload_len);
-            (IPV6_LEN, segment)
-        }
-        _ => return None,
-    };
+    let tcp_len = payload_len.checked_add(TCP_LEN + options.len())?;
+    let (ip_len, segment) = ip::write_headers(frame, ends, PROTO_TCP, tcp_len)?;
     let (tcp, after) = segment.split_first_chunk_mut::<TCP_LEN>()?;
     let header_words = u8::try_from((TCP_LEN + options.len()) / 4).ok()?;
     write_tcp(tcp, ends, ctl, header_words);
@@ -355,42 +284,7 @@ fn write_segment(
     segment
         .get_mut(16..18)?
         .copy_from_slice(&tcp_checksum.to_be_bytes());
-    Some(ETH_LEN + ip_len + tcp_len)
-}
-
-/// Ethernet header toward the guest.
-fn write_eth(eth: &mut [u8; ETH_LEN], ends: &Endpoints, ethertype: u16) {
-    let [m0, m1, m2, m3, m4, m5] = ends.guest_mac;
-    let [o0, o1, o2, o3, o4, o5] = ends.our_mac;
-    let [t0, t1] = ethertype.to_be_bytes();
-    *eth = [m0, m1, m2, m3, m4, m5, o0, o1, o2, o3, o4, o5, t0, t1];
-}
-
-/// IPv4 header with its checksum: no options, ID 0, DF unset, TTL 255.
-fn write_ipv4(ip: &mut [u8; IPV4_LEN], src: Ipv4Addr, dst: Ipv4Addr, total_len: u16) {
-    let [l0, l1] = total_len.to_be_bytes();
-    let [s0, s1, s2, s3] = src.octets();
-    let [d0, d1, d2, d3] = dst.octets();
-    #[rustfmt::skip]
-    let header = [
-        0x45, 0, l0, l1,
-        0, 0, 0, 0,
-        255, PROTO_TCP, 0, 0,
-        s0, s1, s2, s3,
-        d0, d1, d2, d3,
-    ];
-    *ip = header;
-    let [c0, c1] = checksum::finish(checksum::partial(ip, 0)).to_be_bytes();
-    ip[10] = c0;
-    ip[11] = c1;
-}
-
-/// IPv6 header: traffic class and flow label 0, hop limit 255.
-fn write_ipv6(ip: &mut [u8; IPV6_LEN], src: Ipv6Addr, dst: Ipv6Addr, payload_len: u16) {
-    let [l0, l1] = payload_len.to_be_bytes();
-    ip[..8].copy_from_slice(&[0x60, 0, 0, 0, l0, l1, PROTO_TCP, 255]);
-    ip[8..24].copy_from_slice(&src.octets());
-    ip[24..].copy_from_slice(&dst.octets());
+    Some(ip_len + tcp_len)
 }
 
 /// TCP header with a zero checksum and urgent pointer.
@@ -415,6 +309,8 @@ fn write_tcp(tcp: &mut [u8; TCP_LEN], ends: &Endpoints, ctl: &Control, header_wo
 mod tests {
     use super::flags::*;
     use super::*;
+    use crate::wire::ip::{ETH_LEN, IPV6_LEN};
+    use etherparse::IpNumber;
     use etherparse::{
         IpHeaders, Ipv4Header, Ipv6Extensions, Ipv6Header, Ipv6RawExtHeader, NetSlice,
         PacketBuilder, SlicedPacket, TcpHeader, TransportSlice,
