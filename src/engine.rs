@@ -5,9 +5,11 @@
 //! Dispatch: ARP, DHCP (UDP to 67), DHCPv6 (UDP to 547) and NDP go to the
 //! local services, which answer at once; ICMP/ICMPv6 echo requests go to
 //! [`PingFlows`]; TCP segments to [`TcpFlows`] (which acknowledges at the
-//! end of each batch of frames); unsolicited router advertisements leave on
-//! the tick. Frames no handler takes yet (other UDP) are counted and
-//! dropped (debug log); the UDP flows join as an arm of `Core::dispatch`.
+//! end of each batch of frames); other UDP datagrams to [`UdpFlows`]
+//! (which sends them at the end of each batch); unsolicited router
+//! advertisements leave on the tick. Frames no handler takes are counted
+//! and dropped (debug log). The guest's addresses are learned from the
+//! sources of its TCP, UDP and ICMP frames.
 //!
 //! Invariants: a malformed frame is dropped and counted, never a panic;
 //! every frame of a wake-up is handled before the loop waits again; the
@@ -20,10 +22,11 @@ use std::time::Instant;
 use crate::conf::Config;
 use crate::event::{EventLoop, Interest, Ready, Token, TokenKind};
 use crate::flow::icmp::{self, PingFlows};
-use crate::flow::listen::Listeners;
+use crate::flow::listen::ForwardSockets;
 use crate::flow::table::{DEFAULT_CAPACITY, FlowId, MAX_CAPACITY};
-use crate::flow::tcp::{Ctx, TcpFlows};
-use crate::flow::{Flows, GuestLink};
+use crate::flow::tcp::TcpFlows;
+use crate::flow::udp::UdpFlows;
+use crate::flow::{Ctx, Flows, GuestAddrs, GuestLink, NamespaceSockets};
 use crate::link::{FrameBatch, Link, Offload, ReadStop};
 use crate::services::ndp::RaSchedule;
 use crate::services::{self, Answer, LinkFacts};
@@ -124,8 +127,12 @@ struct Core {
     flows: Flows,
     ping: PingFlows,
     tcp: TcpFlows,
-    /// The host listeners of `-t` ports.
-    listeners: Listeners,
+    udp: UdpFlows,
+    /// The sockets of forwarded ports.
+    forwards: ForwardSockets,
+    guest_addrs: GuestAddrs,
+    /// pasta: makes sockets inside the namespace.
+    namespace: Option<Box<dyn NamespaceSockets>>,
     ra: RaSchedule,
     drops: DropCounters,
 }
@@ -142,7 +149,10 @@ impl Engine {
                 flows: Flows::new(flow_capacity()),
                 ping: PingFlows::new(),
                 tcp: TcpFlows::new(config),
-                listeners: Listeners::none(),
+                udp: UdpFlows::new(),
+                forwards: ForwardSockets::default(),
+                guest_addrs: GuestAddrs::new(config),
+                namespace: None,
                 ra: RaSchedule::new(Instant::now()),
                 drops: DropCounters::default(),
             },
@@ -150,9 +160,18 @@ impl Engine {
         }
     }
 
-    /// Takes over the host listeners of forwarded ports.
-    pub fn set_listeners(&mut self, listeners: Listeners) {
-        self.core.listeners = listeners;
+    /// Takes over the sockets of forwarded ports.
+    pub fn set_forwards(&mut self, forwards: ForwardSockets) {
+        self.core.forwards = forwards;
+    }
+
+    /// pasta: how sockets inside the namespace are made.
+    pub fn set_namespace(&mut self, namespace: Box<dyn NamespaceSockets>) {
+        self.core.namespace = Some(namespace);
+    }
+
+    pub fn namespace(&self) -> Option<&dyn NamespaceSockets> {
+        self.core.namespace.as_deref()
     }
 
     pub fn link(&self) -> &Link {
@@ -175,8 +194,7 @@ impl Engine {
             for frame in self.batch.iter() {
                 self.core.dispatch(frame, events);
             }
-            self.core
-                .with_tcp(events, |tcp, flows, _, ctx| tcp.flush_acks(flows, ctx));
+            self.core.end_of_batch(events);
             match stop {
                 ReadStop::BatchFull => continue,
                 ReadStop::Drained => return Ok(LinkState::Open),
@@ -197,7 +215,7 @@ impl Engine {
     pub fn on_link_writable(&mut self, events: &EventLoop) -> io::Result<()> {
         if self.core.link.flush()? {
             self.core
-                .with_tcp(events, |tcp, flows, _, ctx| tcp.resume_blocked(flows, ctx));
+                .with_flows(events, |h, ctx| h.tcp.resume_blocked(h.flows, ctx));
         }
         self.watch_link(events);
         Ok(())
@@ -227,42 +245,58 @@ impl Engine {
     /// target of the dispatcher drives the engine through this).
     pub fn handle_guest_frame(&mut self, frame: &[u8], events: &EventLoop) {
         self.core.dispatch(frame, events);
-        self.core
-            .with_tcp(events, |tcp, flows, _, ctx| tcp.flush_acks(flows, ctx));
+        self.core.end_of_batch(events);
     }
 
-    /// A flow's socket (or a forwarded port's listener) is ready.
+    /// A flow's socket (or a forwarded port's socket) is ready.
     pub fn on_flow_event(&mut self, ready: &Ready, events: &EventLoop) -> io::Result<()> {
         let index = ready.token.index;
-        match ready.token.kind {
-            TokenKind::Icmp => self.core.ping_readable(FlowId::from_raw(index)),
-            TokenKind::Tcp => {
-                self.core.with_tcp(events, |tcp, flows, _, ctx| {
-                    tcp.on_socket(flows, ctx, FlowId::from_raw(index), ready)
-                });
-                Ok(())
+        let id = FlowId::from_raw(index);
+        let kind = ready.token.kind;
+        match kind {
+            TokenKind::Icmp => return self.core.ping_readable(id),
+            TokenKind::Tcp => self
+                .core
+                .with_flows(events, |h, ctx| h.tcp.on_socket(h.flows, ctx, id, ready)),
+            TokenKind::TcpListener => self.core.with_flows(events, |h, ctx| {
+                h.tcp.on_listener(h.flows, ctx, &h.forwards.tcp_in, index)
+            }),
+            TokenKind::Udp => self
+                .core
+                .with_flows(events, |h, ctx| h.udp.on_socket(h.flows, ctx, id)),
+            TokenKind::UdpListener | TokenKind::NsUdpListener => {
+                self.core.with_flows(events, |h, ctx| {
+                    if let Some(listeners) = h.forwards.of_kind(kind) {
+                        h.udp.on_listener(h.flows, ctx, listeners, index)
+                    }
+                })
             }
-            TokenKind::TcpListener => {
-                self.core.with_tcp(events, |tcp, flows, listeners, ctx| {
-                    tcp.on_listener(flows, ctx, listeners, index)
-                });
-                Ok(())
-            }
-            _ => Ok(()),
+            _ => {}
         }
+        Ok(())
     }
 
     /// The periodic tick: timeouts and unsolicited router advertisements.
     pub fn on_tick(&mut self, events: &EventLoop) {
         let now = Instant::now();
         icmp::expire(&mut self.core.flows, now, events);
-        self.core
-            .with_tcp(events, |tcp, flows, _, ctx| tcp.on_tick(flows, ctx, now));
-        self.core.listeners.resume(events);
+        self.core.with_flows(events, |h, ctx| {
+            h.tcp.on_tick(h.flows, ctx, now);
+            h.udp.expire(h.flows, ctx, now);
+        });
+        self.core.forwards.resume(events);
         if self.core.ra.due(now) {
             self.core.unsolicited_ra();
         }
     }
+}
+
+/// The flow handlers and the tables they share, for one event.
+struct Handlers<'a> {
+    flows: &'a mut Flows,
+    tcp: &'a mut TcpFlows,
+    udp: &'a mut UdpFlows,
+    forwards: &'a ForwardSockets,
 }
 
 impl Core {
@@ -276,8 +310,12 @@ impl Core {
         self.learn_guest_mac(frame);
         let handled = match class {
             FrameClass::Arp => self.serve(services::arp::answer, frame),
-            FrameClass::Ipv4(PROTO_UDP) => self.serve(services::dhcp::answer, frame),
-            FrameClass::Ipv6(PROTO_UDP) => self.serve(services::dhcpv6::answer, frame),
+            FrameClass::Ipv4(PROTO_UDP) => {
+                self.serve(services::dhcp::answer, frame) || self.udp(frame, events)
+            }
+            FrameClass::Ipv6(PROTO_UDP) => {
+                self.serve(services::dhcpv6::answer, frame) || self.udp(frame, events)
+            }
             FrameClass::Ipv4(PROTO_ICMP) => self.echo(frame, events),
             FrameClass::Ipv4(PROTO_TCP) | FrameClass::Ipv6(PROTO_TCP) => self.tcp(frame, events),
             FrameClass::Ipv6(PROTO_ICMPV6) => {
@@ -325,6 +363,7 @@ impl Core {
         }
         match wire::echo::parse_echo_request(frame) {
             Some(req) => {
+                self.guest_addrs.learn(req.src);
                 self.ping
                     .from_guest(&mut self.flows, &self.config, events, &req);
                 true
@@ -340,21 +379,44 @@ impl Core {
         }
         match wire::tcp::parse_segment(frame) {
             Some(seg) => {
-                self.with_tcp(events, |tcp, flows, _, ctx| {
-                    tcp.from_guest(flows, ctx, &seg)
-                });
+                self.guest_addrs.learn(seg.src);
+                self.with_flows(events, |h, ctx| h.tcp.from_guest(h.flows, ctx, &seg));
                 true
             }
             None => false,
         }
     }
 
-    /// Runs `f` with the TCP flows, the flow table, the listeners and the
-    /// context they act in.
-    fn with_tcp<R>(
+    /// A UDP datagram goes to its flow (sent at the end of the batch).
+    fn udp(&mut self, frame: &[u8], events: &EventLoop) -> bool {
+        if !self.config.services.udp {
+            return false;
+        }
+        match wire::udp::parse_datagram(frame) {
+            Some(dgram) => {
+                self.guest_addrs.learn(dgram.src);
+                self.with_flows(events, |h, ctx| h.udp.from_guest(h.flows, ctx, &dgram));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// After a batch of guest frames: staged datagrams go out, due ACKs
+    /// too.
+    fn end_of_batch(&mut self, events: &EventLoop) {
+        self.with_flows(events, |h, ctx| {
+            h.udp.flush(h.flows);
+            h.tcp.flush_acks(h.flows, ctx);
+        });
+    }
+
+    /// Runs `f` with the flow handlers, their tables and the context they
+    /// act in.
+    fn with_flows<R>(
         &mut self,
         events: &EventLoop,
-        f: impl FnOnce(&mut TcpFlows, &mut Flows, &Listeners, &mut Ctx<'_>) -> R,
+        f: impl FnOnce(Handlers<'_>, &mut Ctx<'_>) -> R,
     ) -> R {
         let Core {
             config,
@@ -362,7 +424,10 @@ impl Core {
             facts,
             flows,
             tcp,
-            listeners,
+            udp,
+            forwards,
+            guest_addrs,
+            namespace,
             ..
         } = self;
         let mut ctx = Ctx {
@@ -370,9 +435,17 @@ impl Core {
             events,
             our_mac: facts.our_mac,
             guest_mac: facts.guest_mac,
+            guest_addrs: *guest_addrs,
             link,
+            namespace: namespace.as_deref(),
         };
-        f(tcp, flows, listeners, &mut ctx)
+        let handlers = Handlers {
+            flows,
+            tcp,
+            udp,
+            forwards,
+        };
+        f(handlers, &mut ctx)
     }
 
     /// Upstream learns the guest's MAC from every frame it sends.

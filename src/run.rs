@@ -11,7 +11,7 @@ use crate::conf::{self, Config, Mode, ParseOutcome};
 use crate::daemon::{self, DevNull, PidFile};
 use crate::engine::{Engine, LinkState};
 use crate::event::{EventLoop, Interest, Ready, Token, TokenKind};
-use crate::flow::listen::Listeners;
+use crate::flow::listen::ForwardSockets;
 use crate::link::listener::PasstListener;
 use crate::link::{Link, LinkIo, StreamLink, Tap};
 use crate::pasta::{self, Attached, QuitWatch};
@@ -127,6 +127,11 @@ fn run_pasta(
     let link = Link::new(Some(LinkIo::Tap(Tap::new(tap.fd))), files.pcap.take());
     let mut engine = Engine::new(config, link);
     engine.set_guest_mac(tap.mac);
+    let netns = ns
+        .netns
+        .try_clone()
+        .map_err(|e| format!("namespace: {e}"))?;
+    engine.set_namespace(Box::new(pasta::netns::NsSockets::new(netns)));
     let mut events = EventLoop::new().map_err(|e| format!("epoll: {e}"))?;
     register_pasta(&events, &ns, &engine).map_err(|e| format!("epoll: {e}"))?;
     bind_forwards(config, &mut engine, &events)?;
@@ -222,13 +227,21 @@ fn flow_event(engine: &mut Engine, ready: &Ready, events: &EventLoop) -> Result<
         .map_err(|e| format!("Guest link: {e}"))
 }
 
-/// Binds the host listeners of the forwarded ports (`-t`).
+/// Binds the sockets of the forwarded ports (`-t`, `-u`; pasta's `-T`,
+/// `-U` inside the namespace).
 fn bind_forwards(config: &Config, engine: &mut Engine, events: &EventLoop) -> Result<(), String> {
-    let listeners = Listeners::bind_tcp(config, events).map_err(|e| e.to_string())?;
-    if !listeners.is_empty() {
-        log::debug!("{} TCP listeners bound", listeners.len());
+    let forwards =
+        ForwardSockets::bind(config, events, engine.namespace()).map_err(|e| e.to_string())?;
+    for listeners in forwards.all() {
+        if !listeners.is_empty() {
+            log::debug!(
+                "{:?}: {} sockets bound",
+                listeners.forward(),
+                listeners.len()
+            );
+        }
     }
-    engine.set_listeners(listeners);
+    engine.set_forwards(forwards);
     Ok(())
 }
 

@@ -95,7 +95,8 @@ use libfuzzer_sys::fuzz_target;
 use passt_rs::conf::{Config, Mode, fixture};
 use passt_rs::event::{EventLoop, Ready, TokenKind};
 use passt_rs::flow::table::FlowId;
-use passt_rs::flow::tcp::{ACK_TIMEOUT, Ctx, FIN_TIMEOUT, IDLE_TIMEOUT, SYN_TIMEOUT, TcpFlows};
+use passt_rs::flow::Ctx;
+use passt_rs::flow::tcp::{ACK_TIMEOUT, FIN_TIMEOUT, IDLE_TIMEOUT, SYN_TIMEOUT, TcpFlows};
 use passt_rs::flow::{FlowState, Flows, GuestLink};
 use passt_rs::link::Offload;
 use passt_rs::wire::tcp::{
@@ -627,7 +628,9 @@ impl World {
             config,
             events,
             guest_mac: GUEST_MAC,
+            guest_addrs: passt_rs::flow::GuestAddrs::new(config),
             link,
+            namespace: None,
         };
         f(tcp, flows, &mut ctx)
     }

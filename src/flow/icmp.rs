@@ -289,7 +289,7 @@ fn ping_socket(config: &Config, dst: IpAddr) -> io::Result<OwnedFd> {
         SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
         Some(proto),
     )?;
-    super::bind_outbound(config, &socket, dst.is_ipv6())?;
+    super::bind_outbound(config, &socket, dst.is_ipv6(), 0)?;
     Ok(socket)
 }
 

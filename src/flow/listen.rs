@@ -1,15 +1,18 @@
-//! The host-side listening sockets of `-t` (TCP port forwarding, host to
-//! guest), REFERENCE.md §1.7: binding them at start-up and accepting the
-//! connections they receive. What happens to an accepted connection is the
-//! TCP flow's business (`super::tcp`).
+//! The sockets of forwarded ports, REFERENCE.md §1.7: `-t` (TCP) and `-u`
+//! (UDP) on the host, and pasta's `-T` / `-U` on the namespace's loopback
+//! addresses. Binding them, accepting the connections a TCP one receives;
+//! what happens to a connection or a datagram is the flows' business
+//! (`super::tcp`, `super::udp`). One [`Listeners`] set per [`Forward`].
 //!
-//! Which sockets: one per forwarded port and bind prefix. Without an
+//! Which sockets: one per forwarded port and bind prefix. `-T` / `-U`:
+//! 127.0.0.1 and ::1 (IPv6 only) inside the namespace, for the enabled
+//! families, made by [`NamespaceSockets`]. Otherwise, without an
 //! address, one dual-stack `::` socket if both IPv4 and IPv6 are enabled
 //! (else, or if that fails, one socket per enabled family, as upstream);
 //! with `ADDR/`, that address only (`IPV6_V6ONLY` for an IPv6 one); `%IF/`
 //! binds the socket to the interface (`SO_BINDTODEVICE`). Every listener
-//! has `SO_REUSEADDR`, `IP(V6)_FREEBIND` with `--freebind`, a backlog of
-//! 128, and is non-blocking and close-on-exec.
+//! has `SO_REUSEADDR`, `IP(V6)_FREEBIND` with `--freebind`, (TCP) a
+//! backlog of 128, and is non-blocking and close-on-exec.
 //!
 //! Failures, worded as upstream's: a port of an explicit list that cannot
 //! be bound stops the program; `all` and exclusion-only lists skip such
@@ -20,10 +23,11 @@
 //! already warned).
 //!
 //! Invariants: a listener's event token index is its place in the list and
-//! never changes; each listener knows the guest port its host port maps to
-//! (`P:Q` remaps). `auto` (pasta's default) binds nothing: it comes with a
-//! later issue. May call: rustix sockets, `crate::sys::socket`,
-//! `crate::event` (registration), `crate::conf` (the specs).
+//! never changes while it lives; each listener knows the port its port
+//! maps to on the other side (`P:Q` remaps). `auto` binds nothing here:
+//! pasta's port scan adds and removes listeners while it runs. May call:
+//! rustix sockets, `crate::sys::socket`, `crate::event` (registration),
+//! `crate::conf` (the specs), [`NamespaceSockets`].
 
 use std::cell::{Cell, RefCell};
 use std::io;
@@ -31,8 +35,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::OwnedFd;
 
 use rustix::io::Errno;
-use rustix::net::{AddressFamily, SocketFlags, SocketType, ipproto, sockopt};
+use rustix::net::{AddressFamily, SocketFlags, SocketType, sockopt};
 
+use super::NamespaceSockets;
+use super::table::Pif;
 use crate::conf::ports::{PortRange, PortRule, PortRules, PortSet};
 use crate::conf::{Config, PortSpec};
 use crate::event::{EventLoop, Interest, Token, TokenKind};
@@ -54,16 +60,88 @@ pub struct Accepted {
     pub guest_port: u16,
 }
 
-/// One bound socket and the guest port its host port maps to.
+/// What a set of listeners forwards.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Forward {
+    /// `-t`: TCP, host to guest.
+    TcpIn,
+    /// `-u`: UDP, host to guest.
+    UdpIn,
+    /// `-T` (pasta): TCP, namespace loopback to host loopback.
+    TcpOut,
+    /// `-U` (pasta): UDP, namespace loopback to host loopback.
+    UdpOut,
+}
+
+impl Forward {
+    fn kind(self) -> TokenKind {
+        match self {
+            Forward::TcpIn => TokenKind::TcpListener,
+            Forward::UdpIn => TokenKind::UdpListener,
+            Forward::TcpOut => TokenKind::NsTcpListener,
+            Forward::UdpOut => TokenKind::NsUdpListener,
+        }
+    }
+
+    fn letter(self) -> char {
+        match self {
+            Forward::TcpIn => 't',
+            Forward::UdpIn => 'u',
+            Forward::TcpOut => 'T',
+            Forward::UdpOut => 'U',
+        }
+    }
+
+    fn socket_type(self) -> SocketType {
+        match self {
+            Forward::TcpIn | Forward::TcpOut => SocketType::STREAM,
+            Forward::UdpIn | Forward::UdpOut => SocketType::DGRAM,
+        }
+    }
+
+    /// Where the sockets are: the host, or pasta's namespace.
+    pub fn pif(self) -> Pif {
+        match self {
+            Forward::TcpIn | Forward::UdpIn => Pif::Host,
+            Forward::TcpOut | Forward::UdpOut => Pif::Splice,
+        }
+    }
+
+    fn spec(self, config: &Config) -> &PortSpec {
+        match self {
+            Forward::TcpIn => &config.fwd.tcp_in,
+            Forward::UdpIn => &config.fwd.udp_in,
+            Forward::TcpOut => &config.fwd.tcp_out,
+            Forward::UdpOut => &config.fwd.udp_out,
+        }
+    }
+}
+
+/// One bound socket, its address, and the port its port maps to on the
+/// other side.
 #[derive(Debug)]
 struct Listener {
     fd: OwnedFd,
-    guest_port: u16,
+    /// The bound address (IPv4-mapped as IPv4).
+    bound: SocketAddr,
+    target_port: u16,
 }
 
-/// The forwarding listeners, in token-index order.
+/// A UDP forwarding socket, as the UDP flows see it.
+pub struct DatagramListener<'a> {
+    pub socket: &'a OwnedFd,
+    /// Its bound address and port (IPv4-mapped as IPv4).
+    pub bound: SocketAddr,
+    /// The port datagrams go to on the other side.
+    pub target_port: u16,
+    /// Where the socket is.
+    pub pif: Pif,
+}
+
+/// The forwarding listeners of one [`Forward`], in token-index order.
 #[derive(Debug)]
 pub struct Listeners {
+    forward: Forward,
     entries: Vec<Listener>,
     /// EMFILE/ENFILE on accept was already reported.
     warned_fd_limit: Cell<bool>,
@@ -71,8 +149,6 @@ pub struct Listeners {
     /// left to accept with (a level-triggered listener would wake the loop
     /// without end); [`Listeners::resume`] puts them back on the tick.
     paused: RefCell<Vec<u32>>,
-    /// The event token kind the listeners are registered with.
-    kind: TokenKind,
 }
 
 /// Why the listeners could not be set up; the text is upstream's.
@@ -98,6 +174,63 @@ pub enum BindError {
     /// The event loop refused a listener (not an upstream message).
     #[error("Failed to watch the listening socket of port {port}: {}", os_message(.source))]
     Register { port: u16, source: io::Error },
+}
+
+/// The sockets of every forwarded port, one [`Listeners`] set per
+/// [`Forward`].
+#[derive(Debug)]
+pub struct ForwardSockets {
+    pub tcp_in: Listeners,
+    pub udp_in: Listeners,
+    pub tcp_out: Listeners,
+    pub udp_out: Listeners,
+}
+
+impl Default for ForwardSockets {
+    fn default() -> Self {
+        ForwardSockets {
+            tcp_in: Listeners::none(Forward::TcpIn),
+            udp_in: Listeners::none(Forward::UdpIn),
+            tcp_out: Listeners::none(Forward::TcpOut),
+            udp_out: Listeners::none(Forward::UdpOut),
+        }
+    }
+}
+
+impl ForwardSockets {
+    /// Binds every forward's sockets (`-T` / `-U` only with a namespace).
+    pub fn bind(
+        config: &Config,
+        events: &EventLoop,
+        namespace: Option<&dyn NamespaceSockets>,
+    ) -> Result<ForwardSockets, BindError> {
+        let mut sockets = ForwardSockets {
+            tcp_in: Listeners::bind(config, events, Forward::TcpIn, None)?,
+            udp_in: Listeners::bind(config, events, Forward::UdpIn, None)?,
+            ..ForwardSockets::default()
+        };
+        if namespace.is_some() {
+            sockets.tcp_out = Listeners::bind(config, events, Forward::TcpOut, namespace)?;
+            sockets.udp_out = Listeners::bind(config, events, Forward::UdpOut, namespace)?;
+        }
+        Ok(sockets)
+    }
+
+    /// The set registered with token kind `kind`.
+    pub fn of_kind(&self, kind: TokenKind) -> Option<&Listeners> {
+        self.all().into_iter().find(|l| l.forward.kind() == kind)
+    }
+
+    pub fn all(&self) -> [&Listeners; 4] {
+        [&self.tcp_in, &self.udp_in, &self.tcp_out, &self.udp_out]
+    }
+
+    /// [`Listeners::resume`] for every set.
+    pub fn resume(&self, events: &EventLoop) {
+        for listeners in self.all() {
+            listeners.resume(events);
+        }
+    }
 }
 
 /// An OS error as `strerror()` words it, without Rust's "(os error N)".
@@ -187,31 +320,62 @@ fn taken_on<'t, 'r>(
     &mut taken[at].2
 }
 
-/// How listeners are made: which families are enabled, `--freebind`.
-struct Binder {
+/// How listeners are made: which families are enabled, `--freebind`, the
+/// socket type, and where (pasta's namespace for `-T` / `-U`).
+struct Binder<'n> {
     v4: bool,
     v6: bool,
     freebind: bool,
+    socket_type: SocketType,
+    namespace: Option<&'n dyn NamespaceSockets>,
 }
 
-impl Binder {
-    fn new(config: &Config) -> Binder {
+impl<'n> Binder<'n> {
+    fn new(
+        config: &Config,
+        forward: Forward,
+        namespace: Option<&'n dyn NamespaceSockets>,
+    ) -> Binder<'n> {
         Binder {
             v4: config.ip4.is_some(),
             v6: config.ip6.is_some(),
             freebind: config.fwd.freebind,
+            socket_type: forward.socket_type(),
+            namespace: namespace.filter(|_| forward.pif() == Pif::Splice),
         }
     }
 
     /// The socket(s) for one port of a plan.
     fn bind_port(&self, plan: &Plan<'_>, port: u16) -> io::Result<Vec<OwnedFd>> {
-        match plan.addr {
-            Some(addr) => Ok(vec![self.bind_one(
+        match (plan.addr, self.namespace) {
+            (Some(addr), _) => Ok(vec![self.bind_one(
                 SocketAddr::new(addr, port),
                 true,
                 plan.iface,
             )?]),
-            None => self.bind_unspecified(plan.iface, port),
+            (None, Some(_)) => self.bind_loopback(port),
+            (None, None) => self.bind_unspecified(plan.iface, port),
+        }
+    }
+
+    /// `-T` / `-U`: 127.0.0.1 and ::1 of the enabled families; an error
+    /// only if neither could be bound.
+    fn bind_loopback(&self, port: u16) -> io::Result<Vec<OwnedFd>> {
+        let lo4 = SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port);
+        let lo6 = SocketAddr::new(Ipv6Addr::LOCALHOST.into(), port);
+        let addrs = [self.v4.then_some(lo4), self.v6.then_some(lo6)];
+        let mut fds = Vec::new();
+        let mut first_error = None;
+        for addr in addrs.into_iter().flatten() {
+            match self.bind_one(addr, true, None) {
+                Ok(fd) => fds.push(fd),
+                Err(e) => _ = first_error.get_or_insert(e),
+            }
+        }
+        match first_error {
+            Some(e) if fds.is_empty() => Err(e),
+            _ if fds.is_empty() => Err(Errno::AFNOSUPPORT.into()),
+            _ => Ok(fds),
         }
     }
 
@@ -253,12 +417,15 @@ impl Binder {
         if !enabled {
             return Err(Errno::AFNOSUPPORT.into());
         }
-        let fd = rustix::net::socket_with(
-            family,
-            SocketType::STREAM,
-            SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
-            Some(ipproto::TCP),
-        )?;
+        let fd = match self.namespace {
+            Some(namespace) => namespace.socket(family, self.socket_type)?,
+            None => rustix::net::socket_with(
+                family,
+                self.socket_type,
+                SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+                None,
+            )?,
+        };
         sockopt::set_socket_reuseaddr(&fd, true)?;
         if addr.is_ipv6() {
             sockopt::set_ipv6_v6only(&fd, v6only)?;
@@ -273,7 +440,9 @@ impl Binder {
             }
         }
         rustix::net::bind(&fd, &addr)?;
-        rustix::net::listen(&fd, BACKLOG)?;
+        if self.socket_type == SocketType::STREAM {
+            rustix::net::listen(&fd, BACKLOG)?;
+        }
         Ok(fd)
     }
 }
@@ -291,47 +460,58 @@ fn unmapped(addr: SocketAddr) -> SocketAddr {
 
 impl Listeners {
     /// No listeners.
-    pub fn none() -> Listeners {
+    pub fn none(forward: Forward) -> Listeners {
         Listeners {
+            forward,
             entries: Vec::new(),
             warned_fd_limit: Cell::new(false),
             paused: RefCell::new(Vec::new()),
-            kind: TokenKind::TcpListener,
         }
     }
 
-    /// Binds the listeners for `config.fwd.tcp_in` (a list or `all`;
-    /// `none` and `auto` bind nothing) and registers each with `events` as
-    /// `Token::new(TokenKind::TcpListener, i)`, `i` its place in the list.
-    pub fn bind_tcp(config: &Config, events: &EventLoop) -> Result<Listeners, BindError> {
+    /// Binds the listeners of `forward`'s spec (a list or `all`; `none`
+    /// and `auto` bind nothing) and registers each with `events` as
+    /// `Token::new(kind, i)`, `kind` the forward's token kind and `i` its
+    /// place in the list. `namespace` makes pasta's `-T` / `-U` sockets.
+    pub fn bind(
+        config: &Config,
+        events: &EventLoop,
+        forward: Forward,
+        namespace: Option<&dyn NamespaceSockets>,
+    ) -> Result<Listeners, BindError> {
         let ephemeral = config.fwd.ephemeral_ports;
-        let plans = match &config.fwd.tcp_in {
-            PortSpec::None | PortSpec::Auto => return Ok(Listeners::none()),
+        let plans = match forward.spec(config) {
+            PortSpec::None | PortSpec::Auto => return Ok(Listeners::none(forward)),
             PortSpec::All => vec![Plan::all(ephemeral)],
             PortSpec::Rules(rules) => rule_plans(rules, ephemeral),
         };
-        let binder = Binder::new(config);
-        let mut listeners = Listeners::none();
+        let binder = Binder::new(config, forward, namespace);
+        let mut listeners = Listeners::none(forward);
         for plan in &plans {
-            listeners.bind_plan(&binder, plan, 't')?;
+            listeners.bind_plan(&binder, plan)?;
         }
-        listeners.kind = TokenKind::TcpListener;
         listeners.register(events)?;
         Ok(listeners)
     }
 
-    fn bind_plan(
-        &mut self,
-        binder: &Binder,
-        plan: &Plan<'_>,
-        letter: char,
-    ) -> Result<(), BindError> {
+    /// What these listeners forward.
+    pub fn forward(&self) -> Forward {
+        self.forward
+    }
+
+    fn bind_plan(&mut self, binder: &Binder<'_>, plan: &Plan<'_>) -> Result<(), BindError> {
+        let letter = self.forward.letter();
         let mut bound_any = false;
-        for &(port, guest_port) in &plan.pairs {
+        for &(port, target_port) in &plan.pairs {
             match binder.bind_port(plan, port) {
                 Ok(fds) => {
                     bound_any = true;
-                    let bound = fds.into_iter().map(|fd| Listener { fd, guest_port });
+                    let bound = fds.into_iter().map(|fd| Listener {
+                        bound: local_addr(&fd)
+                            .unwrap_or(SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), port)),
+                        fd,
+                        target_port,
+                    });
                     self.entries.extend(bound);
                 }
                 Err(e) if plan.tolerant && is_fd_limit(&e) => {
@@ -361,9 +541,13 @@ impl Listeners {
         for (i, listener) in self.entries.iter().enumerate() {
             let index = u32::try_from(i).unwrap_or(u32::MAX);
             events
-                .add(&listener.fd, Token::new(self.kind, index), Interest::READ)
+                .add(
+                    &listener.fd,
+                    Token::new(self.forward.kind(), index),
+                    Interest::READ,
+                )
                 .map_err(|source| BindError::Register {
-                    port: local_port(&listener.fd),
+                    port: listener.bound.port(),
                     source,
                 })?;
         }
@@ -398,7 +582,18 @@ impl Listeners {
             socket,
             peer: unmapped(peer),
             local: unmapped(local),
-            guest_port: listener.guest_port,
+            guest_port: listener.target_port,
+        })
+    }
+
+    /// UDP listener `index` (a token index), if it is one.
+    pub fn datagram_listener(&self, index: u32) -> Option<DatagramListener<'_>> {
+        let listener = self.entries.get(usize::try_from(index).ok()?)?;
+        (self.forward.socket_type() == SocketType::DGRAM).then_some(DatagramListener {
+            socket: &listener.fd,
+            bound: listener.bound,
+            target_port: listener.target_port,
+            pif: self.forward.pif(),
         })
     }
 
@@ -413,7 +608,7 @@ impl Listeners {
     pub fn resume(&self, events: &EventLoop) {
         for index in self.paused.borrow_mut().drain(..) {
             if let Some(listener) = self.entries.get(index as usize) {
-                let token = Token::new(self.kind, index);
+                let token = Token::new(self.forward.kind(), index);
                 if let Err(e) = events.add(&listener.fd, token, Interest::READ) {
                     log::debug!("TCP: watching a forwarded port again: {e}");
                 }
@@ -441,18 +636,12 @@ impl Listeners {
     }
 }
 
-impl Default for Listeners {
-    fn default() -> Self {
-        Listeners::none()
-    }
-}
-
-/// The port a socket is bound to (0 if unknown), for messages.
-fn local_port(fd: &OwnedFd) -> u16 {
+/// The address and port a socket is bound to (IPv4-mapped as IPv4).
+fn local_addr(fd: &OwnedFd) -> Option<SocketAddr> {
     rustix::net::getsockname(fd)
         .ok()
         .and_then(|a| SocketAddr::try_from(a).ok())
-        .map_or(0, |a| a.port())
+        .map(unmapped)
 }
 
 #[cfg(test)]
@@ -466,7 +655,7 @@ mod tests {
 
     fn bind(mode: Mode, args: &[&str]) -> Result<Listeners, BindError> {
         let config = fixture::config(mode, args);
-        Listeners::bind_tcp(&config, &EventLoop::new().unwrap())
+        Listeners::bind(&config, &EventLoop::new().unwrap(), Forward::TcpIn, None)
     }
 
     fn bound(mode: Mode, args: &[&str]) -> Listeners {
@@ -484,7 +673,7 @@ mod tests {
     fn bound_with_ephemeral(args: &[&str], ephemeral: PortRange) -> Result<Listeners, BindError> {
         let mut config = fixture::config(Mode::Passt, args);
         config.fwd.ephemeral_ports = ephemeral;
-        Listeners::bind_tcp(&config, &EventLoop::new().unwrap())
+        Listeners::bind(&config, &EventLoop::new().unwrap(), Forward::TcpIn, None)
     }
 
     fn addr(text: &str) -> SocketAddr {
@@ -494,7 +683,7 @@ mod tests {
     /// The listener indices bound to `port`.
     fn indices_of(listeners: &Listeners, port: u16) -> Vec<u32> {
         (0..listeners.len())
-            .filter(|&i| local_port(&listeners.entries[i].fd) == port)
+            .filter(|&i| listeners.entries[i].bound.port() == port)
             .map(|i| i as u32)
             .collect()
     }
@@ -535,7 +724,7 @@ mod tests {
         in_private_netns(|| {
             let config = fixture::config(Mode::Passt, &["-t", "8080"]);
             let mut events = EventLoop::new().unwrap();
-            let listeners = Listeners::bind_tcp(&config, &events).unwrap();
+            let listeners = Listeners::bind(&config, &events, Forward::TcpIn, None).unwrap();
             assert_eq!(listeners.len(), 1);
             let _client = TcpStream::connect("127.0.0.1:8080").unwrap();
             let mut ready: Vec<Ready> = Vec::new();
@@ -756,7 +945,7 @@ mod tests {
             assert!(bound(Mode::Passt, &["-t", "none"]).is_empty());
             assert!(bound(Mode::Pasta, &[]).is_empty(), "pasta's default: auto");
             let events = EventLoop::new().unwrap();
-            assert!(Listeners::none().accept(0, &events).is_none());
+            assert!(Listeners::none(Forward::TcpIn).accept(0, &events).is_none());
         });
     }
 

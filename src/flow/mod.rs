@@ -1,7 +1,9 @@
 //! Flows: guest traffic translated to host sockets and back. One file per
-//! protocol ([`icmp`], [`tcp`]; UDP follows), plus the forwarding and
-//! NAT decisions they share ([`nat`]) and the host-side listeners of
-//! forwarded ports ([`listen`]).
+//! protocol ([`icmp`], [`tcp`], [`udp`]), plus the forwarding and NAT
+//! decisions they share ([`nat`]), the listening sockets of forwarded
+//! ports ([`listen`]), and what every handler is given ([`Ctx`]: the
+//! configuration, the event loop, the guest link and its addresses, and
+//! pasta's namespace).
 //!
 //! Invariants: every table here has a fixed capacity chosen at start-up;
 //! nothing grows with guest input. Flows never parse frames themselves
@@ -10,10 +12,13 @@
 //! and `link` for the offload description of frames toward the guest.
 
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::OwnedFd;
 
+use rustix::net::{AddressFamily, SocketType};
+
 use crate::conf::Config;
+use crate::event::EventLoop;
 
 pub mod icmp;
 pub mod listen;
@@ -22,12 +27,70 @@ pub mod table;
 pub mod tcp;
 #[cfg(test)]
 mod testing;
+pub mod udp;
 
 /// Per-protocol state kept in a flow's slot: one table for every protocol,
 /// so they share its capacity.
 pub enum FlowState {
     Ping(icmp::PingState),
     Tcp(Box<tcp::TcpConn>),
+    Udp(Box<udp::UdpState>),
+}
+
+/// What a handler needs from the engine besides the flow table.
+pub struct Ctx<'a> {
+    pub config: &'a Config,
+    pub events: &'a EventLoop,
+    pub our_mac: [u8; 6],
+    pub guest_mac: [u8; 6],
+    /// The guest's addresses as last seen in its frames.
+    pub guest_addrs: GuestAddrs,
+    pub link: &'a mut dyn GuestLink,
+    /// pasta: makes sockets inside the namespace (spliced paths, `-T/-U`).
+    pub namespace: Option<&'a dyn NamespaceSockets>,
+}
+
+/// The guest's addresses (upstream's `addr_seen`): the assigned ones until
+/// the guest's frames show others.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GuestAddrs {
+    pub v4: Option<Ipv4Addr>,
+    pub v6: Option<Ipv6Addr>,
+}
+
+impl GuestAddrs {
+    pub fn new(config: &Config) -> GuestAddrs {
+        GuestAddrs {
+            v4: config.ip4.as_ref().map(|c| c.addr),
+            v6: config.ip6.as_ref().map(|c| c.addr),
+        }
+    }
+
+    /// Takes `src`, the source of a guest's TCP, UDP or ICMP frame, as its
+    /// address (not unspecified ones, nor IPv6 link-local ones).
+    pub fn learn(&mut self, src: IpAddr) {
+        match src {
+            IpAddr::V4(a) if !a.is_unspecified() => self.v4 = Some(a),
+            IpAddr::V6(a) if !a.is_unspecified() && !a.is_unicast_link_local() => self.v6 = Some(a),
+            _ => {}
+        }
+    }
+
+    /// The guest's address of the family of `like`.
+    pub fn like(&self, like: IpAddr) -> Option<IpAddr> {
+        match like {
+            IpAddr::V4(_) => self.v4.map(IpAddr::V4),
+            IpAddr::V6(a) if a.to_ipv4_mapped().is_some() => self.v4.map(IpAddr::V4),
+            IpAddr::V6(_) => self.v6.map(IpAddr::V6),
+        }
+    }
+}
+
+/// Makes sockets inside pasta's network namespace (a socket belongs to the
+/// namespace it was created in, whichever thread uses it later).
+pub trait NamespaceSockets {
+    /// A non-blocking, close-on-exec socket of `family` and `kind`.
+    fn socket(&self, family: AddressFamily, kind: SocketType) -> io::Result<OwnedFd>;
 }
 
 /// Where flows send frames toward the guest (the engine's link).
@@ -49,9 +112,9 @@ pub type Flows = table::FlowTable<FlowState>;
 
 /// Binds a new host socket of one family to what `-o` and
 /// `--outbound-if4/6` name for it: the interface (`SO_BINDTODEVICE`), then
-/// the source address (port chosen by the kernel). Every protocol's
-/// outbound sockets go through here.
-pub fn bind_outbound(config: &Config, socket: &OwnedFd, v6: bool) -> io::Result<()> {
+/// the source address and `port` (0: chosen by the kernel; UDP keeps the
+/// guest's). Every protocol's outbound sockets go through here.
+pub fn bind_outbound(config: &Config, socket: &OwnedFd, v6: bool, port: u16) -> io::Result<()> {
     let (addr, iface) = match v6 {
         false => config
             .ip4
@@ -66,8 +129,15 @@ pub fn bind_outbound(config: &Config, socket: &OwnedFd, v6: bool) -> io::Result<
     if let Some(name) = iface {
         crate::sys::socket::set_bind_to_device(socket, name)?;
     }
-    if let Some(addr) = addr {
-        rustix::net::bind(socket, &SocketAddr::new(addr, 0))?;
+    let unspecified = match v6 {
+        false => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        true => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    };
+    match (addr, port) {
+        (None, 0) => Ok(()),
+        (addr, port) => {
+            let addr = SocketAddr::new(addr.unwrap_or(unspecified), port);
+            rustix::net::bind(socket, &addr).map_err(io::Error::from)
+        }
     }
-    Ok(())
 }

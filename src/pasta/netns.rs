@@ -8,12 +8,20 @@
 //! joined while single-threaded, so [`join_userns`] runs before any helper
 //! thread exists.
 
+use std::cell::RefCell;
 use std::fs::File;
 use std::io;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
+use rustix::net::{AddressFamily, SocketFlags, SocketType};
+
+use crate::flow::NamespaceSockets;
 use crate::sys::ns::{self, NsKind};
+
+/// Sockets [`NsSockets`] makes per helper-thread visit, per kind.
+const SOCKET_BATCH: usize = 16;
 
 /// An open network namespace (`/proc/PID/ns/net` or a bind mount).
 pub struct NetNs {
@@ -41,6 +49,13 @@ impl NetNs {
         })
     }
 
+    /// A second handle on the same namespace.
+    pub fn try_clone(&self) -> io::Result<NetNs> {
+        Ok(NetNs {
+            file: self.file.try_clone()?,
+        })
+    }
+
     /// (device, inode) of the namespace, to tell whether a path still names
     /// it.
     pub fn identity(&self) -> io::Result<(u64, u64)> {
@@ -59,4 +74,53 @@ pub fn join_userns(path: &Path) -> io::Result<()> {
         return Ok(());
     }
     ns::enter(&target, NsKind::User)
+}
+
+/// Sockets inside the namespace for the flows (spliced connections, `-T` /
+/// `-U` listeners): made [`SOCKET_BATCH`] at a time on one helper-thread
+/// visit, handed out one by one. The spares are bounded: at most one
+/// batch per (family, type).
+pub struct NsSockets {
+    netns: NetNs,
+    spare: RefCell<Vec<(AddressFamily, SocketType, OwnedFd)>>,
+}
+
+impl NsSockets {
+    pub fn new(netns: NetNs) -> NsSockets {
+        NsSockets {
+            netns,
+            spare: RefCell::new(Vec::new()),
+        }
+    }
+}
+
+impl NamespaceSockets for NsSockets {
+    fn socket(&self, family: AddressFamily, kind: SocketType) -> io::Result<OwnedFd> {
+        let mut spare = self.spare.borrow_mut();
+        if let Some(at) = spare
+            .iter()
+            .position(|(f, k, _)| (*f, *k) == (family, kind))
+        {
+            return Ok(spare.swap_remove(at).2);
+        }
+        let made = self.netns.run(|| {
+            (0..SOCKET_BATCH)
+                .map(|_| {
+                    rustix::net::socket_with(
+                        family,
+                        kind,
+                        SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+                        None,
+                    )
+                    .map_err(io::Error::from)
+                })
+                .collect::<io::Result<Vec<OwnedFd>>>()
+        })?;
+        let mut made = made.into_iter();
+        let first = made
+            .next()
+            .ok_or_else(|| io::Error::other("no namespace socket made"))?;
+        spare.extend(made.map(|fd| (family, kind, fd)));
+        Ok(first)
+    }
 }

@@ -7,6 +7,7 @@
 //! `TCP_INFO`, `recvmmsg`...).
 
 pub mod fd;
+pub mod mmsg;
 pub mod ns;
 pub mod process;
 pub mod socket;

@@ -95,8 +95,7 @@ fn ipv6_payload(packet: &[u8], proto: u8) -> Option<(IpAddr, IpAddr, &[u8])> {
     let header = ip.header();
     let payload = ip.payload();
     // Length 0 would be a jumbogram: etherparse then takes the whole frame.
-    if header.payload_length() == 0 || payload.fragmented || payload.ip_number != IpNumber(proto)
-    {
+    if header.payload_length() == 0 || payload.fragmented || payload.ip_number != IpNumber(proto) {
         return None;
     }
     let src = Ipv6Addr::from(header.source());

@@ -41,11 +41,12 @@ use rustix::net::{AddressFamily, SendFlags, Shutdown, SocketFlags, SocketType};
 pub use self::conn::TcpConn;
 use self::conn::{MAX_WINDOW, MAX_WINDOW_SCALE, OUR_WINDOW_SCALE, Phase, TAIL_MAX};
 use self::isn::IsnSource;
+use super::Ctx;
 use super::listen::{Accepted, Listeners};
 use super::table::{FlowId, FlowSide, Indexed, Pif, Protocol, Side};
-use super::{FlowState, Flows, GuestLink, nat};
+use super::{FlowState, Flows, nat};
 use crate::conf::Config;
-use crate::event::{EventLoop, Interest, Ready, Token, TokenKind};
+use crate::event::{Interest, Ready, Token, TokenKind};
 use crate::link::{Gso, Offload, PartialChecksum};
 use crate::sys::socket::{self as sock, SegmentLayout};
 use crate::wire::tcp::{self as wire, Control, Endpoints, Segment, TcpOptions, flags};
@@ -116,24 +117,12 @@ pub struct TcpFlows {
     staged_for: Option<FlowId>,
     /// Connections waiting for the guest link to take frames again.
     blocked: Vec<FlowId>,
-    /// The guest's addresses as last seen in its segments.
-    guest4: Option<Ipv4Addr>,
-    guest6: Option<Ipv6Addr>,
     /// Our MSS toward the guest, per family, from the MTU.
     link_mss4: u16,
     link_mss6: u16,
     /// SO_SNDBUF set on host sockets (see [`send_buffer_size`]).
     sndbuf: Option<usize>,
     pub counters: TcpCounters,
-}
-
-/// What a handler needs from the engine besides the flow table.
-pub struct Ctx<'a> {
-    pub config: &'a Config,
-    pub events: &'a EventLoop,
-    pub our_mac: [u8; 6],
-    pub guest_mac: [u8; 6],
-    pub link: &'a mut dyn GuestLink,
 }
 
 /// How a connection ends.
@@ -188,8 +177,6 @@ impl TcpFlows {
             staged: Vec::with_capacity(TAIL_MAX),
             staged_for: None,
             blocked: Vec::new(),
-            guest4: config.ip4.as_ref().map(|c| c.addr),
-            guest6: config.ip6.as_ref().map(|c| c.addr),
             link_mss4: link_mss(config.mtu, 20),
             link_mss6: link_mss(config.mtu, 40),
             sndbuf: send_buffer_size(),
@@ -203,7 +190,6 @@ impl TcpFlows {
 
     /// A TCP segment from the guest.
     pub fn from_guest(&mut self, flows: &mut Flows, ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
-        self.learn_guest_address(seg.src);
         let key = FlowSide {
             pif: Pif::Tap,
             our_addr: seg.dst,
@@ -215,16 +201,6 @@ impl TcpFlows {
             Some((id, Side::Guest)) => self.segment_for(flows, ctx, id, seg),
             Some(_) => self.counters.dropped_segments += 1,
             None => self.open_from_guest(flows, ctx, key, seg),
-        }
-    }
-
-    fn learn_guest_address(&mut self, src: IpAddr) {
-        match src {
-            IpAddr::V4(a) if !a.is_unspecified() => self.guest4 = Some(a),
-            IpAddr::V6(a) if !a.is_unspecified() && !a.is_unicast_link_local() => {
-                self.guest6 = Some(a)
-            }
-            _ => {}
         }
     }
 
@@ -948,10 +924,7 @@ impl TcpFlows {
     /// A connection accepted on the host: our SYN goes to the guest.
     fn open_from_host(&mut self, flows: &mut Flows, ctx: &mut Ctx<'_>, acc: Accepted) {
         let peer = SocketAddr::new(acc.peer.ip().to_canonical(), acc.peer.port());
-        let guest_addr = match peer.ip() {
-            IpAddr::V4(_) => self.guest4.map(IpAddr::V4),
-            IpAddr::V6(_) => self.guest6.map(IpAddr::V6),
-        };
+        let guest_addr = ctx.guest_addrs.like(peer.ip());
         let source = nat::guest_source(ctx.config, peer.ip());
         let (Some(guest_addr), Some(source)) = (guest_addr, source) else {
             log::debug!("TCP: no guest address to forward {peer} to");
@@ -1317,7 +1290,7 @@ fn connect_socket(
         SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
         None,
     )?;
-    super::bind_outbound(config, &socket, dst.is_ipv6())?;
+    super::bind_outbound(config, &socket, dst.is_ipv6(), 0)?;
     tune_socket(&socket, sndbuf);
     if let Err(e) = sock::set_tcp_maxseg(&socket, guest_mss.clamp(MIN_MSS, MAX_MSS)) {
         log::debug!("TCP: TCP_MAXSEG: {e}");
@@ -1459,6 +1432,8 @@ mod tests {
 mod socket_tests {
     use super::*;
     use crate::conf::{Mode, fixture};
+    use crate::event::EventLoop;
+    use crate::flow::GuestLink;
     use crate::flow::testing::in_private_netns;
     use std::io::Read;
     use std::net::{TcpListener, TcpStream};
@@ -1522,7 +1497,9 @@ mod socket_tests {
                 config,
                 events,
                 guest_mac: [2; 6],
+                guest_addrs: crate::flow::GuestAddrs::new(config),
                 link,
+                namespace: None,
             };
             f(tcp, flows, &mut ctx);
         }

@@ -1,0 +1,743 @@
+//! UDP flows (REFERENCE.md §2.7): datagrams between two endpoints, each
+//! reached through one [`End`]: the guest's link, a connected socket of
+//! ours, or a forwarded port's socket and the peer that wrote to it.
+//!
+//! - Guest -> host: the guest's datagram opens a flow keyed by its address
+//!   4-tuple; the host socket keeps the guest's source port (if that bind
+//!   fails the datagram is dropped), is connected to the translated
+//!   destination ([`nat::host_destination`]), and replies on it go back to
+//!   the guest from the address and port it wrote to.
+//! - Forwarded ports (`-u`, pasta's `-U`): a datagram on a forwarding
+//!   socket from a new peer opens a flow whose first end is a duplicate of
+//!   that socket plus the peer (replies leave from the forwarded port, so a
+//!   remapped port answers from the port the peer used); the other end is
+//!   the guest (through the link), or, for pasta's loopback paths, a
+//!   socket connected inside the other namespace (a relay per datagram).
+//!
+//! Batching: guest datagrams of one link batch are staged and sent with
+//! `sendmmsg` per flow at the end of the batch ([`UdpFlows::flush`]);
+//! sockets are read with `recvmmsg`, straight into frame buffers whose
+//! headers are then written in front of each payload.
+//!
+//! Invariants: a flow has at most one connected socket (its token's fd);
+//! the staging area and receive buffers are allocated once and never grow;
+//! flows expire after [`IDLE_TIMEOUT`] without traffic; datagrams are
+//! dropped (counted, debug log), never queued, when a socket or the link
+//! cannot take them. May call: `sys::mmsg`, rustix sockets, `wire::udp`,
+//! `event`, [`nat`], [`super::table`].
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use rustix::net::{AddressFamily, SocketFlags, SocketType, ipproto, sockopt};
+
+use super::listen::{DatagramListener, Listeners};
+use super::table::{FlowId, FlowSide, Indexed, Pif, Protocol, Side};
+use super::{Ctx, FlowState, Flows, nat};
+use crate::event::{Interest, Token, TokenKind};
+use crate::link::{Offload, PartialChecksum};
+use crate::sys::mmsg::{self, MAX_BATCH, Received};
+use crate::wire::ip::Endpoints;
+use crate::wire::udp::{self as wire, Checksum, Datagram};
+
+/// A flow without traffic for this long is removed (upstream's 180 s).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(180);
+/// Datagrams read per `recvmmsg`.
+const RECV_BATCH: usize = 32;
+/// `recvmmsg` calls per readiness report, at most (the loop stays fair to
+/// other sockets; a level-triggered socket reports again).
+const RECV_ROUNDS: usize = 8;
+/// One receive slot: the largest frame toward the guest, plus the room an
+/// IPv4 payload received at the IPv6 offset needs.
+const SLOT: usize = crate::link::MAX_FRAME + crate::wire::ip::IPV6_LEN - crate::wire::ip::IPV4_LEN;
+/// Guest payload bytes staged per link batch, at most.
+const STAGE_BYTES: usize = 4 << 20;
+/// The DHCP and DHCPv6 server ports: what the local services do not answer
+/// there goes nowhere.
+const DHCP_PORT: u16 = 67;
+const DHCPV6_PORT: u16 = 547;
+
+/// How one endpoint of a flow is reached.
+#[derive(Debug)]
+enum End {
+    /// Through the guest's link (frames built from the flow's guest side).
+    Tap,
+    /// A socket of ours connected to the endpoint, watched for reading.
+    Socket(OwnedFd),
+    /// A forwarded port's socket (a duplicate) and the peer that wrote to
+    /// it.
+    Listener { socket: OwnedFd, peer: SocketAddr },
+}
+
+/// A UDP flow's state: its two ends, by [`Side`].
+#[derive(Debug)]
+pub struct UdpState {
+    ends: [End; 2],
+    last_active: Instant,
+}
+
+impl UdpState {
+    fn end(&self, side: Side) -> &End {
+        &self.ends[side as usize]
+    }
+
+    /// The side whose end is a connected socket, if any.
+    fn socket_side(&self) -> Option<Side> {
+        [Side::Guest, Side::Host]
+            .into_iter()
+            .find(|&s| matches!(self.end(s), End::Socket(_)))
+    }
+}
+
+/// Datagrams dropped and flows refused, by reason.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct UdpCounters {
+    pub refused_table_full: u64,
+    pub socket_failures: u64,
+    pub dropped_invalid: u64,
+    pub dropped_send: u64,
+    pub dropped_link: u64,
+    pub dropped_oversize: u64,
+}
+
+/// One staged guest datagram: its flow and its bytes in the staging area.
+struct Staged {
+    id: FlowId,
+    start: usize,
+    len: usize,
+}
+
+/// The UDP flows' shared buffers and counters (the flows themselves live in
+/// the flow table).
+pub struct UdpFlows {
+    stage: Vec<u8>,
+    staged: Vec<Staged>,
+    /// [`RECV_BATCH`] slots of [`SLOT`] bytes.
+    rx: Box<[u8]>,
+    pub counters: UdpCounters,
+}
+
+impl Default for UdpFlows {
+    fn default() -> Self {
+        UdpFlows::new()
+    }
+}
+
+impl UdpFlows {
+    pub fn new() -> UdpFlows {
+        UdpFlows {
+            stage: Vec::with_capacity(STAGE_BYTES),
+            staged: Vec::with_capacity(MAX_BATCH),
+            rx: vec![0; RECV_BATCH * SLOT].into_boxed_slice(),
+            counters: UdpCounters::default(),
+        }
+    }
+
+    /// A guest datagram: staged for its flow (opened if new); sent by
+    /// [`UdpFlows::flush`].
+    pub fn from_guest(&mut self, flows: &mut Flows, ctx: &mut Ctx<'_>, dgram: &Datagram<'_>) {
+        if !acceptable(dgram) {
+            self.counters.dropped_invalid += 1;
+            log::debug!(
+                "UDP: dropped datagram {}:{} -> {}:{}",
+                dgram.src,
+                dgram.src_port,
+                dgram.dst,
+                dgram.dst_port
+            );
+            return;
+        }
+        let key = FlowSide {
+            pif: Pif::Tap,
+            our_addr: dgram.dst,
+            our_port: dgram.dst_port,
+            end_addr: dgram.src,
+            end_port: dgram.src_port,
+        };
+        let id = match flows.lookup(Protocol::Udp, &key) {
+            Some((id, Side::Guest)) => id,
+            Some(_) => return,
+            None => match self.open_from_guest(flows, ctx, key) {
+                Some(id) => id,
+                None => return,
+            },
+        };
+        self.stage(flows, id, dgram.payload);
+    }
+
+    fn stage(&mut self, flows: &mut Flows, id: FlowId, payload: &[u8]) {
+        if self.stage.len() + payload.len() > STAGE_BYTES || self.staged.len() == MAX_BATCH * 16 {
+            self.flush(flows);
+        }
+        let start = self.stage.len();
+        self.stage.extend_from_slice(payload);
+        self.staged.push(Staged {
+            id,
+            start,
+            len: payload.len(),
+        });
+    }
+
+    /// Sends the staged guest datagrams, one `sendmmsg` per run of
+    /// datagrams of the same flow.
+    pub fn flush(&mut self, flows: &mut Flows) {
+        let mut at = 0;
+        while at < self.staged.len() {
+            let id = self.staged[at].id;
+            let run = self.staged[at..]
+                .iter()
+                .take(MAX_BATCH)
+                .take_while(|s| s.id == id)
+                .count();
+            let datagrams: Vec<&[u8]> = self.staged[at..at + run]
+                .iter()
+                .map(|s| &self.stage[s.start..s.start + s.len])
+                .collect();
+            let sent = send_toward_host(flows, id, &datagrams);
+            self.counters.dropped_send += (run - sent) as u64;
+            at += run;
+        }
+        self.staged.clear();
+        self.stage.clear();
+    }
+
+    /// A guest datagram for a new flow: a host socket bound to the guest's
+    /// source port and connected to the translated destination.
+    fn open_from_guest(
+        &mut self,
+        flows: &mut Flows,
+        ctx: &mut Ctx<'_>,
+        guest: FlowSide,
+    ) -> Option<FlowId> {
+        let dst = SocketAddr::new(
+            nat::host_destination(ctx.config, guest.our_addr),
+            guest.our_port,
+        );
+        let socket = match outbound_socket(ctx, dst, guest.end_port) {
+            Ok(socket) => socket,
+            Err(e) => {
+                self.counters.socket_failures += 1;
+                log::debug!("UDP: no socket from port {} to {dst}: {e}", guest.end_port);
+                return None;
+            }
+        };
+        let host = connected_side(Pif::Host, &socket, dst)?;
+        let ends = [End::Tap, End::Socket(socket)];
+        self.insert(flows, ctx, guest, host, Indexed::Guest, ends)
+    }
+
+    /// Adds a flow and watches its connected socket, if any.
+    fn insert(
+        &mut self,
+        flows: &mut Flows,
+        ctx: &mut Ctx<'_>,
+        guest: FlowSide,
+        host: FlowSide,
+        indexed: Indexed,
+        ends: [End; 2],
+    ) -> Option<FlowId> {
+        let vacant = match flows.vacant(Protocol::Udp, guest, host, indexed) {
+            Ok(v) => v,
+            Err(e) => {
+                self.counters.refused_table_full += 1;
+                log::debug!("UDP: no flow for {guest:?}: {e}");
+                return None;
+            }
+        };
+        let state = UdpState {
+            ends,
+            last_active: Instant::now(),
+        };
+        if let Some(side) = state.socket_side()
+            && let End::Socket(fd) = state.end(side)
+            && let Err(e) = ctx.events.add(fd, token(vacant.id()), Interest::READ)
+        {
+            log::debug!("UDP: epoll: {e}");
+            return None;
+        }
+        Some(vacant.insert(FlowState::Udp(Box::new(state))))
+    }
+
+    /// A flow's connected socket is readable: its datagrams go to the
+    /// flow's other end.
+    pub fn on_socket(&mut self, flows: &mut Flows, ctx: &mut Ctx<'_>, id: FlowId) {
+        for _ in 0..RECV_ROUNDS {
+            let mut received = [Received::default(); RECV_BATCH];
+            let Some((side, headroom, count)) = self.receive_on_flow(flows, id, &mut received)
+            else {
+                return;
+            };
+            for (i, r) in received[..count].iter().enumerate() {
+                self.deliver_slot(flows, ctx, id, side.other(), (i, headroom), r);
+            }
+            if count < RECV_BATCH {
+                return;
+            }
+        }
+    }
+
+    /// Reads flow `id`'s connected socket into the receive slots; the side
+    /// the socket is on, the payloads' offset in the slots and how many
+    /// datagrams arrived.
+    fn receive_on_flow(
+        &mut self,
+        flows: &Flows,
+        id: FlowId,
+        out: &mut [Received; RECV_BATCH],
+    ) -> Option<(Side, usize, usize)> {
+        let FlowState::Udp(state) = &flows.get(id)?.state else {
+            return None;
+        };
+        let side = state.socket_side()?;
+        let End::Socket(fd) = state.end(side) else {
+            return None;
+        };
+        let headroom = wire::header_len(flows.get(id)?.side(side).end_addr.is_ipv6());
+        match receive(&mut self.rx, fd, headroom, out) {
+            Ok(n) => Some((side, headroom, n)),
+            Err(e) => {
+                log::debug!("UDP: receive on flow {id:?}: {e}");
+                None
+            }
+        }
+    }
+
+    /// Datagrams on a forwarded port's socket (`-u`, `-U`): each goes to
+    /// its flow's other end, opening a flow for a new peer.
+    pub fn on_listener(
+        &mut self,
+        flows: &mut Flows,
+        ctx: &mut Ctx<'_>,
+        listeners: &Listeners,
+        index: u32,
+    ) {
+        let Some(listener) = listeners.datagram_listener(index) else {
+            return;
+        };
+        for _ in 0..RECV_ROUNDS {
+            let mut received = [Received::default(); RECV_BATCH];
+            let headroom = wire::header_len(true);
+            let count = match receive(&mut self.rx, listener.socket, headroom, &mut received) {
+                Ok(n) => n,
+                Err(e) => {
+                    log::debug!("UDP: receive on port {}: {e}", listener.bound.port());
+                    return;
+                }
+            };
+            for (i, r) in received[..count].iter().enumerate() {
+                let Some(peer) = r.from else { continue };
+                let Some((id, side)) = self.listener_flow(flows, ctx, &listener, peer) else {
+                    continue;
+                };
+                self.deliver_slot(flows, ctx, id, side.other(), (i, headroom), r);
+            }
+            if count < RECV_BATCH {
+                return;
+            }
+        }
+    }
+
+    /// The flow of `peer`'s datagrams on `listener`, opened if new; and the
+    /// side the listener is on.
+    fn listener_flow(
+        &mut self,
+        flows: &mut Flows,
+        ctx: &mut Ctx<'_>,
+        listener: &DatagramListener<'_>,
+        peer: SocketAddr,
+    ) -> Option<(FlowId, Side)> {
+        let key = FlowSide {
+            pif: listener.pif,
+            our_addr: listener.bound.ip().to_canonical(),
+            our_port: listener.bound.port(),
+            end_addr: peer.ip(),
+            end_port: peer.port(),
+        };
+        if let Some(found) = flows.lookup(Protocol::Udp, &key) {
+            return Some(found);
+        }
+        if peer.port() == 0 || peer.ip().is_unspecified() || peer.ip().is_multicast() {
+            self.counters.dropped_invalid += 1;
+            return None;
+        }
+        let socket = match rustix::io::fcntl_dupfd_cloexec(listener.socket, 0) {
+            Ok(fd) => fd,
+            Err(e) => {
+                self.counters.socket_failures += 1;
+                log::debug!("UDP: duplicating a forwarded port's socket: {e}");
+                return None;
+            }
+        };
+        let first = End::Listener { socket, peer };
+        let (id, side) = match listener.pif {
+            Pif::Splice => (
+                self.open_to_host(flows, ctx, key, first, listener.target_port)?,
+                Side::Guest,
+            ),
+            _ if splices(ctx, peer) => (
+                self.open_to_namespace(flows, ctx, key, first, listener.target_port)?,
+                Side::Host,
+            ),
+            _ => (
+                self.open_to_guest(flows, ctx, key, first, listener.target_port)?,
+                Side::Host,
+            ),
+        };
+        Some((id, side))
+    }
+
+    /// `-u` through the link: the guest sees the peer at the address
+    /// [`nat::guest_source`] gives and gets the datagrams on `port`.
+    fn open_to_guest(
+        &mut self,
+        flows: &mut Flows,
+        ctx: &mut Ctx<'_>,
+        host: FlowSide,
+        first: End,
+        port: u16,
+    ) -> Option<FlowId> {
+        let peer = host.end_addr;
+        let (Some(source), Some(guest_addr)) = (
+            nat::guest_source(ctx.config, peer),
+            ctx.guest_addrs.like(peer),
+        ) else {
+            self.counters.dropped_invalid += 1;
+            log::debug!("UDP: no guest address to forward {peer} to");
+            return None;
+        };
+        let guest = FlowSide {
+            pif: Pif::Tap,
+            our_addr: source,
+            our_port: host.end_port,
+            end_addr: guest_addr,
+            end_port: port,
+        };
+        self.insert(flows, ctx, guest, host, Indexed::Both, [End::Tap, first])
+    }
+
+    /// pasta, `-u` from the host's loopback: relayed to a socket connected
+    /// inside the namespace, to the namespace's address (its loopback with
+    /// `--host-lo-to-ns-lo`), keeping the peer's port if it can.
+    fn open_to_namespace(
+        &mut self,
+        flows: &mut Flows,
+        ctx: &mut Ctx<'_>,
+        host: FlowSide,
+        first: End,
+        port: u16,
+    ) -> Option<FlowId> {
+        let peer = host.end_addr;
+        let target_addr = match ctx.config.pasta.host_lo_to_ns_lo {
+            true => loopback_like(peer),
+            false => ctx.guest_addrs.like(peer)?,
+        };
+        let dst = SocketAddr::new(target_addr, port);
+        let namespace = ctx.namespace?;
+        let socket = match relay_socket(
+            |f| namespace.socket(f, SocketType::DGRAM),
+            dst,
+            host.end_port,
+        ) {
+            Ok(s) => s,
+            Err(e) => {
+                self.counters.socket_failures += 1;
+                log::debug!("UDP: no namespace socket to {dst}: {e}");
+                return None;
+            }
+        };
+        let guest = connected_side(Pif::Splice, &socket, dst)?;
+        self.insert(
+            flows,
+            ctx,
+            guest,
+            host,
+            Indexed::Host,
+            [End::Socket(socket), first],
+        )
+    }
+
+    /// pasta, `-U`: a datagram to a loopback port inside the namespace is
+    /// relayed to the same loopback address family on the host, at `port`.
+    fn open_to_host(
+        &mut self,
+        flows: &mut Flows,
+        ctx: &mut Ctx<'_>,
+        ns_side: FlowSide,
+        first: End,
+        port: u16,
+    ) -> Option<FlowId> {
+        let dst = SocketAddr::new(loopback_like(ns_side.end_addr), port);
+        let make = |family| host_socket(family);
+        let socket = match relay_socket(make, dst, ns_side.end_port) {
+            Ok(s) => s,
+            Err(e) => {
+                self.counters.socket_failures += 1;
+                log::debug!("UDP: no host socket to {dst}: {e}");
+                return None;
+            }
+        };
+        let host = connected_side(Pif::Host, &socket, dst)?;
+        self.insert(
+            flows,
+            ctx,
+            ns_side,
+            host,
+            Indexed::Guest,
+            [first, End::Socket(socket)],
+        )
+    }
+
+    /// Sends datagram `r` of flow `id`, at `headroom` in receive slot
+    /// `slot`, to the flow's end `to`.
+    fn deliver_slot(
+        &mut self,
+        flows: &mut Flows,
+        ctx: &mut Ctx<'_>,
+        id: FlowId,
+        to: Side,
+        (slot, headroom): (usize, usize),
+        r: &Received,
+    ) {
+        let Some(flow) = flows.get_mut(id) else {
+            return;
+        };
+        let guest = *flow.side(Side::Guest);
+        let FlowState::Udp(state) = &mut flow.state else {
+            return;
+        };
+        state.last_active = Instant::now();
+        if r.truncated {
+            self.counters.dropped_oversize += 1;
+            return;
+        }
+        let Some(frame_area) = self.rx.get_mut(slot * SLOT..(slot + 1) * SLOT) else {
+            return;
+        };
+        let delivered = match state.end(to) {
+            End::Tap => {
+                let payload_at = wire::header_len(guest.end_addr.is_ipv6());
+                if payload_at != headroom {
+                    frame_area.copy_within(headroom..headroom + r.len, payload_at);
+                }
+                to_guest(ctx, &guest, &mut frame_area[..], r.len)
+            }
+            End::Socket(fd) => {
+                let payload = &frame_area[headroom..headroom + r.len];
+                mmsg::send_many(fd, &[payload], None).is_ok_and(|n| n == 1)
+            }
+            End::Listener { socket, peer } => {
+                let payload = &frame_area[headroom..headroom + r.len];
+                mmsg::send_many(socket, &[payload], Some(*peer)).is_ok_and(|n| n == 1)
+            }
+        };
+        if !delivered {
+            match state.end(to) {
+                End::Tap => self.counters.dropped_link += 1,
+                _ => self.counters.dropped_send += 1,
+            }
+        }
+    }
+
+    /// Removes the flows idle for [`IDLE_TIMEOUT`].
+    pub fn expire(&mut self, flows: &mut Flows, ctx: &Ctx<'_>, now: Instant) {
+        flows.retain(|_, flow| {
+            let FlowState::Udp(state) = &flow.state else {
+                return true;
+            };
+            if now.duration_since(state.last_active) < IDLE_TIMEOUT {
+                return true;
+            }
+            if let Some(side) = state.socket_side()
+                && let End::Socket(fd) = state.end(side)
+            {
+                let _ = ctx.events.delete(fd);
+            }
+            log::debug!("UDP: flow {:?} expired", flow.side(Side::Guest));
+            false
+        });
+    }
+}
+
+fn token(id: FlowId) -> Token {
+    Token::new(TokenKind::Udp, id.raw())
+}
+
+/// Whether a guest datagram may open or use a flow: ports not zero, a
+/// unicast destination, not for the DHCP servers (answered locally or not
+/// at all).
+fn acceptable(d: &Datagram<'_>) -> bool {
+    let dhcp = match d.dst {
+        IpAddr::V4(_) => d.dst_port == DHCP_PORT,
+        IpAddr::V6(_) => d.dst_port == DHCPV6_PORT,
+    };
+    let unicast = match d.dst {
+        IpAddr::V4(a) => !(a.is_unspecified() || a.is_multicast() || a.is_broadcast()),
+        IpAddr::V6(a) => !(a.is_unspecified() || a.is_multicast()),
+    };
+    d.src_port != 0 && d.dst_port != 0 && unicast && !dhcp
+}
+
+/// Whether pasta relays `peer`'s datagrams inside the namespace instead of
+/// through the link: a loopback source, splicing on, a namespace.
+fn splices(ctx: &Ctx<'_>, peer: SocketAddr) -> bool {
+    ctx.namespace.is_some() && ctx.config.pasta.splice && peer.ip().to_canonical().is_loopback()
+}
+
+/// The loopback address of `like`'s family.
+fn loopback_like(like: IpAddr) -> IpAddr {
+    match like.to_canonical() {
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+    }
+}
+
+fn family_of(addr: SocketAddr) -> AddressFamily {
+    match addr {
+        SocketAddr::V4(_) => AddressFamily::INET,
+        SocketAddr::V6(_) => AddressFamily::INET6,
+    }
+}
+
+/// A non-blocking, close-on-exec datagram socket in our own namespace.
+fn host_socket(family: AddressFamily) -> io::Result<OwnedFd> {
+    rustix::net::socket_with(
+        family,
+        SocketType::DGRAM,
+        SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+        Some(ipproto::UDP),
+    )
+    .map_err(io::Error::from)
+}
+
+/// Options every flow socket gets: address reuse (several flows may share
+/// a source port toward different peers), IPv6 only for IPv6.
+fn prepare(socket: &OwnedFd, dst: SocketAddr) -> io::Result<()> {
+    sockopt::set_socket_reuseaddr(socket, true)?;
+    if dst.is_ipv6() {
+        sockopt::set_ipv6_v6only(socket, true)?;
+    }
+    Ok(())
+}
+
+/// A host socket bound to `-o`/`--outbound-if` and the guest's source
+/// `port`, connected to `dst`.
+fn outbound_socket(ctx: &Ctx<'_>, dst: SocketAddr, port: u16) -> io::Result<OwnedFd> {
+    let socket = host_socket(family_of(dst))?;
+    prepare(&socket, dst)?;
+    super::bind_outbound(ctx.config, &socket, dst.is_ipv6(), port)?;
+    rustix::net::connect(&socket, &dst)?;
+    Ok(socket)
+}
+
+/// A relay socket (made by `make`) connected to `dst`, bound to the
+/// loopback-side peer's `port` if free, else to a port the kernel picks.
+fn relay_socket(
+    make: impl Fn(AddressFamily) -> io::Result<OwnedFd>,
+    dst: SocketAddr,
+    port: u16,
+) -> io::Result<OwnedFd> {
+    let socket = make(family_of(dst))?;
+    prepare(&socket, dst)?;
+    let any = match dst {
+        SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        SocketAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    };
+    if let Err(e) = rustix::net::bind(&socket, &SocketAddr::new(any, port)) {
+        log::trace!("UDP: relay socket keeps no port {port}: {e}");
+    }
+    rustix::net::connect(&socket, &dst)?;
+    Ok(socket)
+}
+
+/// The flow side of a connected socket: its local address and port, and
+/// `dst`.
+fn connected_side(pif: Pif, socket: &OwnedFd, dst: SocketAddr) -> Option<FlowSide> {
+    let local = rustix::net::getsockname(socket)
+        .ok()
+        .and_then(|a| SocketAddr::try_from(a).ok())?;
+    Some(FlowSide {
+        pif,
+        our_addr: local.ip().to_canonical(),
+        our_port: local.port(),
+        end_addr: dst.ip().to_canonical(),
+        end_port: dst.port(),
+    })
+}
+
+/// Reads up to [`RECV_BATCH`] datagrams from `socket` into the receive
+/// slots of `rx`, each `headroom` bytes into its slot (the payload offset
+/// of a frame of the expected family; [`UdpFlows::deliver_slot`] moves a
+/// payload whose frame needs another).
+fn receive(
+    rx: &mut [u8],
+    socket: impl AsFd,
+    headroom: usize,
+    out: &mut [Received],
+) -> io::Result<usize> {
+    let mut bufs: Vec<&mut [u8]> = rx
+        .chunks_exact_mut(SLOT)
+        .map(|slot| &mut slot[headroom..])
+        .collect();
+    mmsg::recv_many(socket, &mut bufs, out)
+}
+
+/// Staged guest datagrams of flow `id` to its host end; how many were sent.
+fn send_toward_host(flows: &mut Flows, id: FlowId, datagrams: &[&[u8]]) -> usize {
+    let Some(flow) = flows.get_mut(id) else {
+        return 0;
+    };
+    let FlowState::Udp(state) = &mut flow.state else {
+        return 0;
+    };
+    state.last_active = Instant::now();
+    let result = match state.end(Side::Host) {
+        End::Socket(fd) => mmsg::send_many(fd, datagrams, None),
+        End::Listener { socket, peer } => mmsg::send_many(socket, datagrams, Some(*peer)),
+        End::Tap => Ok(0),
+    };
+    result.unwrap_or_else(|e| {
+        log::debug!("UDP: send on flow {id:?}: {e}");
+        0
+    })
+}
+
+/// Writes the headers of a datagram from the flow's `guest` side in front
+/// of the `len` payload bytes at `frame[wire::header_len(v6)..]` and sends
+/// the frame to the guest.
+fn to_guest(ctx: &mut Ctx<'_>, guest: &FlowSide, frame: &mut [u8], len: usize) -> bool {
+    let ends = Endpoints {
+        our_mac: ctx.our_mac,
+        guest_mac: ctx.guest_mac,
+        src: guest.our_addr,
+        dst: guest.end_addr,
+        src_port: guest.our_port,
+        dst_port: guest.end_port,
+    };
+    let v6 = ends.dst.is_ipv6();
+    let offload = ctx.link.offloads();
+    let checksum = match offload {
+        true => Checksum::Partial,
+        false => Checksum::Full,
+    };
+    let Some(n) = wire::write_headers(&ends, frame, len, checksum) else {
+        return false;
+    };
+    let frame = &frame[..n];
+    match offload {
+        true => {
+            let start = crate::wire::ip::header_len(v6) as u16;
+            let partial = PartialChecksum {
+                start,
+                offset: wire::CHECKSUM_OFFSET,
+            };
+            let offload = Offload {
+                partial_checksum: Some(partial),
+                gso: None,
+            };
+            ctx.link.send_offloaded(frame, offload)
+        }
+        false => ctx.link.send_frame(frame),
+    }
+}
