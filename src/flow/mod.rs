@@ -21,7 +21,7 @@ pub mod nat;
 pub mod table;
 pub mod tcp;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 
 /// Per-protocol state kept in a flow's slot: one table for every protocol,
 /// so they share its capacity.
