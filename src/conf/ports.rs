@@ -404,8 +404,49 @@ impl PortSet {
         !was_there
     }
 
+    /// Removes `port`; false if it was not there.
+    pub fn remove(&mut self, port: u16) -> bool {
+        let (word, bit) = (usize::from(port) / 64, port % 64);
+        let was_there = self.words[word] & (1 << bit) != 0;
+        self.words[word] &= !(1 << bit);
+        was_there
+    }
+
     pub fn contains(&self, port: u16) -> bool {
         self.words[usize::from(port) / 64] & (1 << (port % 64)) != 0
+    }
+
+    /// Adds every port of `other`.
+    pub fn union_with(&mut self, other: &PortSet) {
+        for (w, o) in self.words.iter_mut().zip(other.words.iter()) {
+            *w |= o;
+        }
+    }
+
+    /// Removes every port of `other`.
+    pub fn subtract(&mut self, other: &PortSet) {
+        for (w, o) in self.words.iter_mut().zip(other.words.iter()) {
+            *w &= !o;
+        }
+    }
+
+    /// The ports in `self` but not in `other`, ascending (word by word).
+    pub fn difference<'a>(&'a self, other: &'a PortSet) -> impl Iterator<Item = u16> + 'a {
+        self.words
+            .iter()
+            .zip(other.words.iter())
+            .enumerate()
+            .flat_map(|(i, (w, o))| {
+                let mut bits = w & !o;
+                std::iter::from_fn(move || {
+                    (bits != 0).then(|| {
+                        let bit = bits.trailing_zeros();
+                        bits &= bits - 1;
+                        // i < 1024 and bit < 64: the result fits in a u16.
+                        (i as u32 * 64 + bit) as u16
+                    })
+                })
+            })
     }
 
     pub fn iter(&self) -> impl Iterator<Item = u16> + '_ {
@@ -882,5 +923,25 @@ mod tests {
         assert!(set.contains(0) && set.contains(65535) && !set.contains(1));
         assert_eq!(set.iter().collect::<Vec<_>>(), vec![0, 65535]);
         assert_eq!(set.len(), 2);
+    }
+
+    #[test]
+    fn port_set_operations() {
+        let set = |ports: &[u16]| {
+            let mut s = PortSet::new();
+            ports.iter().for_each(|&p| {
+                s.insert(p);
+            });
+            s
+        };
+        let mut a = set(&[0, 1, 63, 64, 4000, 65535]);
+        let b = set(&[1, 64, 65535, 80]);
+        assert_eq!(a.difference(&b).collect::<Vec<_>>(), vec![0, 63, 4000]);
+        assert_eq!(b.difference(&a).collect::<Vec<_>>(), vec![80]);
+        assert!(a.remove(63) && !a.remove(63) && !a.contains(63));
+        a.union_with(&b);
+        assert_eq!(a, set(&[0, 1, 64, 80, 4000, 65535]));
+        a.subtract(&b);
+        assert_eq!(a, set(&[0, 4000]));
     }
 }

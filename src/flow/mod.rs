@@ -26,7 +26,7 @@ pub mod nat;
 pub mod table;
 pub mod tcp;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 pub mod udp;
 
 /// Per-protocol state kept in a flow's slot: one table for every protocol,
