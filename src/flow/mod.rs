@@ -28,6 +28,8 @@ mod testing;
 pub enum FlowState {
     Ping(icmp::PingState),
     Tcp(Box<tcp::TcpConn>),
+    /// A pasta TCP connection spliced between two local sockets.
+    Splice(Box<tcp::splice::SpliceConn>),
 }
 
 /// Where flows send frames toward the guest (the engine's link).
