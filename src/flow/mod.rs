@@ -34,6 +34,8 @@ pub mod udp;
 pub enum FlowState {
     Ping(icmp::PingState),
     Tcp(Box<tcp::TcpConn>),
+    /// A TCP connection spliced between two local sockets (pasta).
+    Splice(Box<tcp::splice::SpliceConn>),
     Udp(Box<udp::UdpState>),
 }
 

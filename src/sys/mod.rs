@@ -12,4 +12,5 @@ pub mod ns;
 pub mod process;
 pub mod socket;
 pub mod spawn;
+pub mod splice;
 pub mod tun;

@@ -29,6 +29,7 @@
 
 mod conn;
 mod isn;
+pub mod splice;
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
