@@ -25,6 +25,7 @@ use crate::flow::icmp::{self, PingFlows};
 use crate::flow::listen::ForwardSockets;
 use crate::flow::table::{DEFAULT_CAPACITY, FlowId, MAX_CAPACITY};
 use crate::flow::tcp::TcpFlows;
+use crate::flow::tcp::splice::{SpliceSide, SplicedConns};
 use crate::flow::udp::UdpFlows;
 use crate::flow::{Ctx, Flows, GuestAddrs, GuestLink, NamespaceSockets};
 use crate::link::{FrameBatch, Link, Offload, ReadStop};
@@ -127,6 +128,7 @@ struct Core {
     flows: Flows,
     ping: PingFlows,
     tcp: TcpFlows,
+    spliced: SplicedConns,
     udp: UdpFlows,
     /// The sockets of forwarded ports.
     forwards: ForwardSockets,
@@ -149,6 +151,7 @@ impl Engine {
                 flows: Flows::new(flow_capacity()),
                 ping: PingFlows::new(),
                 tcp: TcpFlows::new(config),
+                spliced: SplicedConns::new(),
                 udp: UdpFlows::new(),
                 forwards: ForwardSockets::default(),
                 guest_addrs: GuestAddrs::new(config),
@@ -258,9 +261,20 @@ impl Engine {
             TokenKind::Tcp => self
                 .core
                 .with_flows(events, |h, ctx| h.tcp.on_socket(h.flows, ctx, id, ready)),
-            TokenKind::TcpListener => self.core.with_flows(events, |h, ctx| {
-                h.tcp.on_listener(h.flows, ctx, &h.forwards.tcp_in, index)
-            }),
+            TokenKind::TcpListener | TokenKind::NsTcpListener => {
+                self.core.with_flows(events, |h, ctx| {
+                    if let Some(listeners) = h.forwards.of_kind(kind) {
+                        h.tcp.on_listener(h.flows, ctx, h.spliced, listeners, index)
+                    }
+                })
+            }
+            TokenKind::SpliceAccepted | TokenKind::SpliceTarget => {
+                self.core.with_flows(events, |h, ctx| {
+                    if let Some(side) = SpliceSide::from_token(kind) {
+                        h.spliced.on_socket(h.flows, ctx.events, id, side, ready)
+                    }
+                })
+            }
             TokenKind::Udp => self
                 .core
                 .with_flows(events, |h, ctx| h.udp.on_socket(h.flows, ctx, id)),
@@ -282,6 +296,7 @@ impl Engine {
         icmp::expire(&mut self.core.flows, now, events);
         self.core.with_flows(events, |h, ctx| {
             h.tcp.on_tick(h.flows, ctx, now);
+            h.spliced.on_tick(h.flows, ctx.events, now);
             h.udp.expire(h.flows, ctx, now);
         });
         self.core.forwards.resume(events);
@@ -295,6 +310,7 @@ impl Engine {
 struct Handlers<'a> {
     flows: &'a mut Flows,
     tcp: &'a mut TcpFlows,
+    spliced: &'a mut SplicedConns,
     udp: &'a mut UdpFlows,
     forwards: &'a ForwardSockets,
 }
@@ -424,6 +440,7 @@ impl Core {
             facts,
             flows,
             tcp,
+            spliced,
             udp,
             forwards,
             guest_addrs,
@@ -442,6 +459,7 @@ impl Core {
         let handlers = Handlers {
             flows,
             tcp,
+            spliced,
             udp,
             forwards,
         };

@@ -42,6 +42,7 @@ use rustix::net::{AddressFamily, SendFlags, Shutdown, SocketFlags, SocketType};
 pub use self::conn::TcpConn;
 use self::conn::{MAX_WINDOW, MAX_WINDOW_SCALE, OUR_WINDOW_SCALE, Phase, TAIL_MAX};
 use self::isn::IsnSource;
+use self::splice::SplicedConns;
 use super::Ctx;
 use super::listen::{Accepted, Listeners};
 use super::table::{FlowId, FlowSide, Indexed, Pif, Protocol, Side};
@@ -906,11 +907,14 @@ impl TcpFlows {
         Ok(())
     }
 
-    /// A connection waits on a forwarded port's listener.
+    /// Connections wait on a forwarded port's listener: each is spliced
+    /// (pasta's loopback paths, see [`SplicedConns::open_forwarded`]) or
+    /// goes to the guest.
     pub fn on_listener(
         &mut self,
         flows: &mut Flows,
         ctx: &mut Ctx<'_>,
+        spliced: &mut SplicedConns,
         listeners: &Listeners,
         index: u32,
     ) {
@@ -918,7 +922,11 @@ impl TcpFlows {
             let Some(accepted) = listeners.accept(index, ctx.events) else {
                 return;
             };
-            self.open_from_host(flows, ctx, accepted);
+            if let Some(accepted) =
+                spliced.open_forwarded(flows, ctx, listeners.forward(), accepted)
+            {
+                self.open_from_host(flows, ctx, accepted);
+            }
         }
     }
 

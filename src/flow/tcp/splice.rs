@@ -58,11 +58,12 @@ use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
 use rustix::io::Errno;
-use rustix::net::Shutdown;
+use rustix::net::{AddressFamily, Shutdown, SocketFlags, SocketType};
 
 use crate::event::{EventLoop, Interest, Ready, Token, TokenKind};
+use crate::flow::listen::{Accepted, Forward};
 use crate::flow::table::{FlowId, FlowSide, Indexed, InsertError, Pif, Protocol, Side};
-use crate::flow::{FlowState, Flows};
+use crate::flow::{Ctx, FlowState, Flows};
 use crate::sys::splice::{self as sys_splice, Pipe};
 
 /// A target that has not connected after this long: both sides close
@@ -414,6 +415,64 @@ impl SplicedConns {
             pipe_size,
             counters: SpliceCounters::default(),
         }
+    }
+
+    /// A connection accepted on a forwarded port, if pasta splices it:
+    /// from `-T` (to the host's loopback, same family, the target port), or
+    /// from `-t` with a loopback client and splicing on (to the
+    /// namespace's address of that family, its loopback with
+    /// `--host-lo-to-ns-lo`). Returns the connection back if it is not
+    /// for splicing (it goes to the guest through the link).
+    pub fn open_forwarded(
+        &mut self,
+        flows: &mut Flows,
+        ctx: &Ctx<'_>,
+        forward: Forward,
+        accepted: Accepted,
+    ) -> Option<Accepted> {
+        let peer = accepted.peer;
+        let made = match forward {
+            Forward::TcpOut => {
+                let dst = SocketAddr::new(loopback_like(peer.ip()), accepted.guest_port);
+                host_socket(dst).map(|socket| (socket, dst))
+            }
+            _ if ctx.namespace.is_some()
+                && ctx.config.pasta.splice
+                && peer.ip().to_canonical().is_loopback() =>
+            {
+                let Some(ns) = ctx.namespace else {
+                    return Some(accepted);
+                };
+                let addr = match ctx.config.pasta.host_lo_to_ns_lo {
+                    true => Some(loopback_like(peer.ip())),
+                    false => ctx.guest_addrs.like(peer.ip()),
+                };
+                let Some(addr) = addr else {
+                    return Some(accepted);
+                };
+                let dst = SocketAddr::new(addr, accepted.guest_port);
+                ns.socket(family_of(dst), SocketType::STREAM)
+                    .map(|socket| (socket, dst))
+            }
+            _ => return Some(accepted),
+        };
+        let origin = Origin {
+            pif: forward.pif(),
+            peer,
+            local: accepted.local,
+        };
+        match made {
+            Ok((target, dst)) => {
+                if let Err(e) = self.open(flows, ctx.events, accepted.socket, origin, target, dst) {
+                    log::debug!("TCP splice: {peer} -> {dst}: {e}");
+                }
+            }
+            Err(e) => {
+                let refused = OpenError::Connect(e);
+                self.refuse(&accepted.socket, &origin, refused);
+            }
+        }
+        None
     }
 
     /// Splices `accepted` (from a forwarding listener, see [`Origin`]) to
@@ -1165,4 +1224,32 @@ mod tests {
         }
         assert_eq!(SpliceSide::from_token(TokenKind::Tcp), None);
     }
+}
+
+/// The loopback address of `like`'s family.
+fn loopback_like(like: IpAddr) -> IpAddr {
+    match like.to_canonical() {
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+    }
+}
+
+fn family_of(addr: SocketAddr) -> AddressFamily {
+    match addr {
+        SocketAddr::V4(_) => AddressFamily::INET,
+        SocketAddr::V6(_) => AddressFamily::INET6,
+    }
+}
+
+/// A stream socket in our own namespace for `dst`, bound to the loopback
+/// address of its family (`-T` keeps the loopback source).
+fn host_socket(dst: SocketAddr) -> io::Result<OwnedFd> {
+    let socket = rustix::net::socket_with(
+        family_of(dst),
+        SocketType::STREAM,
+        SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+        None,
+    )?;
+    rustix::net::bind(&socket, &SocketAddr::new(loopback_like(dst.ip()), 0))?;
+    Ok(socket)
 }
