@@ -526,6 +526,10 @@ const BAD: &[(&[&str], &[&str])] = &[
     (&["-t", "~10-20,~15"], &["~10-20,~15", "~15", "overlap"]),
     (&["-u", "20-10"], &["20-10"]),
     (&["-t", "none,22"], &["none,22", "-t", "port"]),
+    (&["-u", "none", "-u", "22"], &["all/none/auto"]),
+    (&["--dns-forward", "127.0.0.1"], &["127.0.0.1"]),
+    (&["--dns-forward", "::"], &["::", "forward"]),
+    (&["--dns-host", "0.0.0.0"], &["0.0.0.0"]),
     (&["--no-"], &["--no-"]),
     (&["--log-size", "x"], &["--log-size", "x"]),
 ];
@@ -542,6 +546,10 @@ const PASTA_BAD: &[(&[&str], &[&str])] = &[
         &["verylonginterfacename0"],
     ),
     (&["--netns", "prs-no-such-netns"], &["prs-no-such-netns"]),
+    // -T/-U bind the namespace's loopback: no address or interface prefix.
+    (&["-T", "127.0.0.1/22"], &["127.0.0.1/22"]),
+    (&["-U", "%lo/22"], &["%lo/22"]),
+    (&["-t", "auto", "-t", "22"], &["all/none/auto"]),
 ];
 
 #[test]
@@ -565,7 +573,11 @@ fn malformed_options_fail_with_one_message_and_exit_1() {
     // Mode-specific values.
     for (bin, args, needles) in [
         (passt_bin(), &["-t", "auto"][..], &["auto"][..]),
+        (passt_bin(), &["-u", "auto"][..], &["auto"][..]),
         (pasta_bin(), &["-t", "all"][..], &["all"][..]),
+        (pasta_bin(), &["-u", "all"][..], &["all"][..]),
+        (pasta_bin(), &["-T", "all"][..], &["all"][..]),
+        (pasta_bin(), &["-U", "all"][..], &["all"][..]),
     ] {
         if let Some(p) = refused(&bin, &dir, args, needles, &[]) {
             failures.push(p);
@@ -665,29 +677,47 @@ fn tcp_ports_and_freebind_are_accepted() {
 }
 
 #[test]
-fn explicit_tcp_auto_is_refused_as_not_supported_yet() {
-    // `-t auto` comes with a later issue: given explicitly, it is refused;
-    // pasta's default (auto, when -t is not given) is accepted.
-    let dir = TempDir::new();
-    let mut failures = Vec::new();
-    for args in [&["-t", "auto"][..], &["--tcp-ports=auto", "--", "true"][..]] {
-        let want = ["--tcp-ports: not supported yet"];
-        if let Some(p) = refused(&pasta_bin(), &dir, args, &want, &want) {
-            failures.push(p);
-        }
+fn port_specs_dns_forwarding_and_host_lo_to_ns_lo_are_accepted() {
+    // pasta: every port option with `auto` or a list, the DNS options and
+    // --host-lo-to-ns-lo; it runs the command and returns its status.
+    let rig = Rig::new();
+    let lines: &[&[&str]] = &[
+        &["-t", "auto", "-u", "auto", "-T", "auto", "-U", "auto"],
+        &[
+            "--tcp-ports=auto",
+            "-u",
+            "8080",
+            "-T",
+            "8081",
+            "-U",
+            "8082:53",
+        ],
+        &["-u", "127.0.0.1/5353,~5354", "-U", "none", "-T", "none"],
+        &[
+            "--dns-forward",
+            "169.254.1.1",
+            "--dns-host",
+            "192.0.2.2",
+            "--host-lo-to-ns-lo",
+        ],
+    ];
+    for args in lines {
+        let mut argv: Vec<&str> = args.to_vec();
+        argv.extend(["--config-net", "--", "sh", "-c", "exit 3"]);
+        let out = rig.run(&mut rig.pasta_cmd(As::Root, &argv), SHORT);
+        assert_eq!(out.status.code(), Some(3), "{argv:?}\n{}", text(&out));
     }
-    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
 #[test]
 fn unsupported_option_says_not_supported_yet() {
-    // `--dns-forward` is implemented late (podman passes it): until then it
-    // must fail loudly, never be ignored. Once it works, pasta runs the
-    // command and returns its status.
+    // An option whose behaviour is not built yet must fail loudly, never be
+    // ignored. Once it works, pasta runs the command and returns its
+    // status.
     let rig = Rig::new();
     let args = [
-        "--dns-forward",
-        "192.0.2.9",
+        "--hostname",
+        "guest.test",
         "--config-net",
         "--",
         "sh",
@@ -699,7 +729,7 @@ fn unsupported_option_says_not_supported_yet() {
     match out.status.code() {
         Some(3) => {}
         Some(1) => assert!(
-            err.contains("--dns-forward: not supported yet"),
+            err.contains("--hostname: not supported yet"),
             "{}",
             text(&out)
         ),

@@ -10,11 +10,13 @@
 //! module does the rest (prefixes, the table, values).
 //!
 //! Semantics: the last of a repeated option wins, except the ones upstream
-//! accumulates (`-D`, `-S`, the port specs; `-a`, `-g`, `-o` keep one value
-//! per family). `-h`/`--version` answer at once, like upstream, and so does
-//! an option of the other program. Port specs are parsed after the walk,
-//! once `--no-tcp`/`--no-udp` are known (upstream's second pass). Options
-//! not implemented yet ([`super::table::Status`]) are refused last, after
+//! accumulates (`-D`, `-S`, the port specs; `-a`, `-g`, `-o`,
+//! `--dns-forward`, `--dns-host` keep one value per family, and a second
+//! `--dns-forward`/`--dns-host` of a family warns). `-h`/`--version`
+//! answer at once, like upstream, and so does an option of the other
+//! program. Port specs are parsed after the walk, once
+//! `--no-tcp`/`--no-udp` are known (upstream's second pass). Options not
+//! implemented yet ([`super::table::Status`]) are refused last, after
 //! every value has been validated, so that a malformed value is reported
 //! whatever comes before it. Deprecation warnings travel in
 //! [`Options::notices`].
@@ -30,7 +32,7 @@ use lexopt::Arg;
 
 use super::error::ConfError;
 use super::ports::{PortOption, PortSpec};
-use super::table::{self, LongMatch, Opt, OptionSpec, Status};
+use super::table::{self, LongMatch, Opt, OptionSpec};
 use super::values::{self, DnsList};
 use super::{Mode, Notice, Services, usage};
 
@@ -123,6 +125,12 @@ pub struct Options {
     /// `--map-guest-addr`, one per family (`none` clears them).
     pub map_guest_addr4: Option<Ipv4Addr>,
     pub map_guest_addr6: Option<Ipv6Addr>,
+    /// `--dns-forward`, one per family: DNS to it is redirected.
+    pub dns_forward4: Option<Ipv4Addr>,
+    pub dns_forward6: Option<Ipv6Addr>,
+    /// `--dns-host`, one per family: where redirected DNS goes.
+    pub dns_host4: Option<Ipv4Addr>,
+    pub dns_host6: Option<Ipv6Addr>,
     pub no_splice: bool,
     /// `--freebind`.
     pub freebind: bool,
@@ -146,6 +154,8 @@ pub struct Options {
     pub no_copy_routes: bool,
     pub no_copy_addrs: bool,
     pub ns_mac: Option<[u8; 6]>,
+    /// pasta: `--host-lo-to-ns-lo`.
+    pub host_lo_to_ns_lo: bool,
     pub positional: Positional,
     /// Warnings for the log (deprecated options).
     pub notices: Vec<Notice>,
@@ -191,6 +201,10 @@ impl Options {
             map_host_loopback6: None,
             map_guest_addr4: None,
             map_guest_addr6: None,
+            dns_forward4: None,
+            dns_forward6: None,
+            dns_host4: None,
+            dns_host6: None,
             no_splice: false,
             freebind: false,
             tcp_ports: None,
@@ -209,6 +223,7 @@ impl Options {
             no_copy_routes: false,
             no_copy_addrs: false,
             ns_mac: None,
+            host_lo_to_ns_lo: false,
             positional: Positional::None,
             notices: Vec::new(),
         }
@@ -413,15 +428,27 @@ impl Walk {
                     .push(Notice::warn("--no-copy-addrs will be dropped soon"));
             }
             Opt::NsMacAddr => o.ns_mac = Some(values::mac(&text)?),
-            // No behaviour yet: refused whatever the table says, so that
-            // flipping a status without the code cannot accept them.
+            Opt::HostLoToNsLo => o.host_lo_to_ns_lo = true,
+            Opt::DnsForward => {
+                let addr = values::dns_forward_address(&text)?;
+                let (v4, v6) = (&mut o.dns_forward4, &mut o.dns_forward6);
+                if let Some(notice) = set_per_family(v4, v6, addr, "--dns-forward") {
+                    o.notices.push(notice);
+                }
+            }
+            Opt::DnsHost => {
+                let addr = values::dns_host_address(&text)?;
+                let (v4, v6) = (&mut o.dns_host4, &mut o.dns_host6);
+                if let Some(notice) = set_per_family(v4, v6, addr, "--dns-host") {
+                    o.notices.push(notice);
+                }
+            }
             Opt::Socket => o.socket_path = Some(path(raw, "socket path", &text)?),
             Opt::OneOff => o.one_off = true,
+            // No behaviour yet: refused whatever the table says, so that
+            // flipping a status without the code cannot accept them.
             Opt::Hostname
             | Opt::Fqdn
-            | Opt::DnsForward
-            | Opt::DnsHost
-            | Opt::HostLoToNsLo
             | Opt::VhostUser
             | Opt::PrintCapabilities
             | Opt::RepairPath => {
@@ -435,7 +462,6 @@ impl Walk {
     /// refusal of what is not supported yet.
     fn finish(mut self, positional: Vec<OsString>) -> Result<Options, ConfError> {
         self.parse_port_specs()?;
-        let port_spec_unsupported = self.unsupported_port_spec();
         let o = &mut self.opts;
         if o.ipv4_only && o.ipv6_only {
             return Err(ConfError::unusable(
@@ -449,7 +475,7 @@ impl Walk {
             return Err(ConfError::unusable("--no-copy-addrs needs --config-net"));
         }
         o.positional = positional_args(o.mode, o.netns.is_some(), positional)?;
-        match self.unsupported.or(port_spec_unsupported) {
+        match self.unsupported {
             Some(spec) => Err(spec.not_supported()),
             None => Ok(self.opts),
         }
@@ -478,34 +504,25 @@ impl Walk {
         }
         Ok(())
     }
-
-    /// The first port option given a spec its status does not support
-    /// yet: anything but `none` ([`Status::NoneOnly`]), or `auto`
-    /// ([`Status::NoAuto`]). Only specs given on the command line count:
-    /// a mode's default is filled in later.
-    fn unsupported_port_spec(&self) -> Option<&'static OptionSpec> {
-        let o = &self.opts;
-        let specs = [
-            (Opt::TcpPorts, &o.tcp_ports),
-            (Opt::UdpPorts, &o.udp_ports),
-            (Opt::TcpNs, &o.tcp_ns),
-            (Opt::UdpNs, &o.udp_ns),
-        ];
-        specs.into_iter().find_map(|(opt, spec)| {
-            let row = table::canonical(opt);
-            let given = spec.as_ref()?;
-            (!port_spec_supported(row.status, given)).then_some(row)
-        })
-    }
 }
 
-/// Whether a port option of `status` accepts `spec` today.
-fn port_spec_supported(status: Status, spec: &PortSpec) -> bool {
-    match status {
-        Status::NoneOnly => *spec == PortSpec::None,
-        Status::NoAuto => *spec != PortSpec::Auto,
-        Status::Supported | Status::Recorded | Status::OnlyIn(_) | Status::NotYet => true,
-    }
+/// Stores `addr` in the slot of its family (the last one given wins); a
+/// warning if that family already had one.
+fn set_per_family(
+    v4: &mut Option<Ipv4Addr>,
+    v6: &mut Option<Ipv6Addr>,
+    addr: IpAddr,
+    option: &str,
+) -> Option<Notice> {
+    let (previous, family) = match addr {
+        IpAddr::V4(a) => (v4.replace(a).map(IpAddr::V4), "IPv4"),
+        IpAddr::V6(a) => (v6.replace(a).map(IpAddr::V6), "IPv6"),
+    };
+    previous.map(|previous| {
+        Notice::warn(format!(
+            "{option} given twice for {family}: {addr} replaces {previous}"
+        ))
+    })
 }
 
 /// A file path value: anything but empty.
@@ -821,21 +838,6 @@ mod tests {
     fn not_supported_yet_names_the_long_option() {
         let cases: &[(Mode, &[&str], &str)] = &[
             (
-                Mode::Pasta,
-                &["--dns-forward", "192.0.2.9"],
-                "--dns-forward: not supported yet",
-            ),
-            (
-                Mode::Passt,
-                &["--dns-host", "192.0.2.9"],
-                "--dns-host: not supported yet",
-            ),
-            (
-                Mode::Pasta,
-                &["--host-lo-to-ns-lo"],
-                "--host-lo-to-ns-lo: not supported yet",
-            ),
-            (
                 Mode::Passt,
                 &["--vhost-user"],
                 "--vhost-user: not supported yet",
@@ -848,25 +850,8 @@ mod tests {
             (Mode::Pasta, &["-F", "5"], "--fd: not supported yet"),
             (
                 Mode::Pasta,
-                &["-t", "auto"],
-                "--tcp-ports: not supported yet",
-            ),
-            (
-                Mode::Pasta,
-                &["--tcp-ports=auto", "--freebind"],
-                "--tcp-ports: not supported yet",
-            ),
-            (Mode::Passt, &["-u", "22"], "--udp-ports: not supported yet"),
-            (
-                Mode::Pasta,
-                &["--udp-ports=auto"],
-                "--udp-ports: not supported yet",
-            ),
-            (Mode::Pasta, &["-T", "22"], "--tcp-ns: not supported yet"),
-            (
-                Mode::Pasta,
-                &["-t", "none", "-U", "~22"],
-                "--udp-ns: not supported yet",
+                &["--fqdn", "x.test", "-t", "auto"],
+                "--fqdn: not supported yet",
             ),
             (Mode::Pasta, &["-H", "x"], "--hostname: not supported yet"),
         ];
@@ -888,15 +873,170 @@ mod tests {
     }
 
     #[test]
-    fn explicit_tcp_auto_is_not_supported_yet_but_the_default_is_accepted() {
+    fn every_port_option_takes_every_spec_form_of_its_mode() {
+        let forms = [
+            "22",
+            "22:23",
+            "22,25",
+            "22-80",
+            "22-80:32-90",
+            "2000-5000,~3000-3010",
+            "~20000-20010",
+        ];
+        for form in forms {
+            let o = pasta(&["-t", form, "-u", form, "-T", form, "-U", form]);
+            for spec in [&o.tcp_ports, &o.udp_ports, &o.tcp_ns, &o.udp_ns] {
+                assert!(
+                    matches!(spec, Some(PortSpec::Rules(r)) if r.rules.len() == 1),
+                    "{form}"
+                );
+            }
+            let o = passt(&["-t", form, "-u", form]);
+            assert!(matches!(o.udp_ports, Some(PortSpec::Rules(_))), "{form}");
+        }
+        let prefixed = ["192.0.2.1/22", "192.0.2.1%eth0/22", "%eth0/22", "[::1]/22"];
+        for form in prefixed {
+            let o = passt(&["-u", form]);
+            assert!(matches!(o.udp_ports, Some(PortSpec::Rules(_))), "{form}");
+        }
+        let o = pasta(&["-u", "8080", "-u", "9000:90"]);
+        assert!(matches!(o.udp_ports, Some(PortSpec::Rules(ref r)) if r.rules.len() == 2));
+    }
+
+    #[test]
+    fn auto_is_accepted_in_pasta_and_all_in_passt() {
+        let o = pasta(&["-t", "auto", "-u", "auto", "-T", "auto", "-U", "auto"]);
         assert_eq!(
-            error(Mode::Pasta, &["-t", "auto"]),
-            "--tcp-ports: not supported yet"
+            (o.tcp_ports, o.udp_ports, o.tcp_ns, o.udp_ns),
+            (
+                Some(PortSpec::Auto),
+                Some(PortSpec::Auto),
+                Some(PortSpec::Auto),
+                Some(PortSpec::Auto)
+            )
         );
-        assert_eq!(pasta(&[]).tcp_ports, None);
         assert_eq!(
-            error(Mode::Pasta, &["-t", "auto", "-T", "22"]),
-            "--tcp-ports: not supported yet"
+            pasta(&["--tcp-ports=auto", "--freebind"]).tcp_ports,
+            Some(PortSpec::Auto)
+        );
+        let o = passt(&["-t", "all", "-u", "all"]);
+        assert_eq!(
+            (o.tcp_ports, o.udp_ports),
+            (Some(PortSpec::All), Some(PortSpec::All))
+        );
+        // Not given: filled with the mode's default when resolving.
+        assert_eq!(pasta(&[]).udp_ns, None);
+    }
+
+    #[test]
+    fn auto_all_and_lists_errors_are_upstreams() {
+        let cases: &[(Mode, &[&str], &str)] = &[
+            (
+                Mode::Passt,
+                &["-u", "auto"],
+                "'auto' port forwarding is only allowed for pasta",
+            ),
+            (
+                Mode::Pasta,
+                &["-u", "all"],
+                "'all' port forwarding is only allowed for passt",
+            ),
+            (
+                Mode::Pasta,
+                &["-T", "all"],
+                "'all' port forwarding is only allowed for passt",
+            ),
+            (
+                Mode::Pasta,
+                &["-U", "all"],
+                "'all' port forwarding is only allowed for passt",
+            ),
+            (
+                Mode::Pasta,
+                &["-t", "auto", "-t", "22"],
+                "Specific ports cannot be specified together with all/none/auto",
+            ),
+            (
+                Mode::Pasta,
+                &["-U", "22", "-U", "auto"],
+                "Port forwarding mode 'auto' conflicts with previous mode",
+            ),
+            (
+                Mode::Pasta,
+                &["-T", "auto", "-T", "auto"],
+                "Port forwarding mode 'auto' conflicts with previous mode",
+            ),
+            (
+                Mode::Pasta,
+                &["-u", "auto,22"],
+                "Invalid port specifier auto,22",
+            ),
+            (
+                Mode::Passt,
+                &["-u", "all", "-u", "22"],
+                "Specific ports cannot be specified together with all/none/auto",
+            ),
+            // -T/-U bind the namespace's loopback: no address prefix.
+            (
+                Mode::Pasta,
+                &["-T", "127.0.0.1/22"],
+                "Invalid port specifier 127.0.0.1/22",
+            ),
+            (
+                Mode::Pasta,
+                &["-U", "%lo/22"],
+                "Invalid port specifier %lo/22",
+            ),
+            (
+                Mode::Pasta,
+                &["--no-udp", "-U", "53"],
+                "UDP port forwarding requested but UDP is disabled",
+            ),
+        ];
+        for (mode, args, want) in cases {
+            assert_eq!(error(*mode, args), *want, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn dns_forward_dns_host_and_host_lo_to_ns_lo() {
+        let o = pasta(&[
+            "--dns-forward",
+            "169.254.1.1",
+            "--dns-forward",
+            "fd00::53",
+            "--dns-host",
+            "127.0.0.53",
+            "--host-lo-to-ns-lo",
+        ]);
+        assert_eq!(o.dns_forward4, Some(Ipv4Addr::new(169, 254, 1, 1)));
+        assert_eq!(o.dns_forward6, Some("fd00::53".parse().unwrap()));
+        assert_eq!(o.dns_host4, Some(Ipv4Addr::new(127, 0, 0, 53)));
+        assert_eq!(o.dns_host6, None);
+        assert!(o.host_lo_to_ns_lo && o.notices.is_empty());
+        assert!(!pasta(&[]).host_lo_to_ns_lo);
+        let o = passt(&["--dns-forward", "192.0.2.9", "--dns-forward", "192.0.2.8"]);
+        assert_eq!(
+            o.dns_forward4,
+            Some(Ipv4Addr::new(192, 0, 2, 8)),
+            "last wins"
+        );
+        assert_eq!(
+            o.notices,
+            vec![Notice::warn(
+                "--dns-forward given twice for IPv4: 192.0.2.8 replaces 192.0.2.9"
+            )]
+        );
+        let o = passt(&["--dns-host", "::1", "--dns-host", "2001:db8::53"]);
+        assert_eq!(o.dns_host6, Some("2001:db8::53".parse().unwrap()));
+        assert_eq!(o.notices.len(), 1);
+        assert_eq!(
+            error(Mode::Passt, &["--dns-forward", "127.0.0.1"]),
+            "Invalid DNS forwarding address: 127.0.0.1"
+        );
+        assert_eq!(
+            error(Mode::Pasta, &["--dns-host", "0.0.0.0"]),
+            "Invalid host nameserver address: 0.0.0.0"
         );
     }
 
@@ -1212,7 +1352,7 @@ mod tests {
     }
 
     #[test]
-    fn podman_and_rootlesskit_command_lines_parse_up_to_unsupported_options() {
+    fn podman_and_rootlesskit_command_lines_parse() {
         let podman = [
             "--config-net",
             "--pid",
@@ -1234,10 +1374,8 @@ mod tests {
         assert!(o.config_net && o.quiet && o.no_map_gw);
         let mut with_dns_forward = podman.to_vec();
         with_dns_forward.extend(["--dns-forward", "169.254.1.1"]);
-        assert_eq!(
-            error(Mode::Pasta, &with_dns_forward),
-            "--dns-forward: not supported yet"
-        );
+        let o = pasta(&with_dns_forward);
+        assert_eq!(o.dns_forward4, Some(Ipv4Addr::new(169, 254, 1, 1)));
         let rootlesskit = [
             "--stderr",
             "--ns-ifname=tap0",

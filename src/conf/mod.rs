@@ -233,9 +233,14 @@ pub struct Ip6Config {
     pub gateway_from_cmdline: bool,
 }
 
+/// Nameservers and search list for the guest, and where its DNS traffic
+/// goes (REFERENCE.md §1.3).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DnsConfig {
-    /// Nameservers to advertise (at most 3 per family).
+    /// Nameservers to advertise (at most 3 per family): `-D` verbatim, else
+    /// resolv.conf's, where a loopback one (or one equal to the
+    /// `--map-host-loopback` address) is replaced by the address the guest
+    /// reaches it at ([`DnsRedirect::match_addr`]).
     pub servers4: Vec<Ipv4Addr>,
     pub servers6: Vec<Ipv6Addr>,
     /// Search domains (at most 6).
@@ -244,17 +249,21 @@ pub struct DnsConfig {
     pub advertise_servers: bool,
     /// Advertise the search list.
     pub advertise_search: bool,
-    /// `--dns-forward`, one per family.
-    pub forward4: Option<Ipv4Addr>,
-    pub forward6: Option<Ipv6Addr>,
-    /// `--dns-host`, one per family (default: first resolver).
-    pub host4: Option<Ipv4Addr>,
-    pub host6: Option<Ipv6Addr>,
-    /// A loopback nameserver of resolv.conf (e.g. 127.0.0.53): not
-    /// advertised as it is (the guest cannot reach it); the DNS forwarding
-    /// code maps it.
-    pub loopback4: Option<Ipv4Addr>,
-    pub loopback6: Option<Ipv6Addr>,
+    /// DNS redirection per family (`--dns-forward`, or a loopback
+    /// resolver reached through the `--map-host-loopback` address); applies
+    /// whether or not the servers are advertised.
+    pub redirect4: Option<DnsRedirect<Ipv4Addr>>,
+    pub redirect6: Option<DnsRedirect<Ipv6Addr>>,
+}
+
+/// TCP and UDP to `match_addr` on port 53 or 853 go to `host_addr` instead
+/// (upstream's `dns_match` and `dns_host`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DnsRedirect<A> {
+    /// The address the guest sends its queries to.
+    pub match_addr: A,
+    /// The host's nameserver they go to.
+    pub host_addr: A,
 }
 
 /// Protocol handlers and local services; all on unless switched off.

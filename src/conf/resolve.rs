@@ -18,8 +18,14 @@
 //! No family usable: local mode, 169.254.2.1/16 via 169.254.2.2 and an
 //! IPv6 link with router fe80::1 and no address (`-a`/`-g`/`-n` still
 //! apply; upstream overrides them there, and ignores `-4`/`-6`).
-//! DNS: `-D`, else resolv.conf's nameservers, at most 3 per family; a
-//! loopback one is not advertised but kept in `DnsConfig::loopback4/6`.
+//! DNS (per family): `-D`, else resolv.conf's nameservers, at most 3. A
+//! resolver the guest cannot reach as it is (loopback, or the
+//! `--map-host-loopback` address, which means the host's loopback to the
+//! guest) is advertised as the `--dns-forward` address if given, else as
+//! the `--map-host-loopback` address, and DNS to that address is
+//! redirected to the resolver ([`DnsRedirect`]); without either address it
+//! is left out. `--dns-forward A` redirects A to `--dns-host`, else to the
+//! first resolv.conf nameserver of the family (loopback included).
 //! Services that cannot work are switched off (DHCP without an IPv4
 //! gateway, DHCPv6 without an IPv6 address, RAs with `--config-net`).
 //! Everything here is pure, except `--runas` names, read from
@@ -40,9 +46,9 @@ use super::host::{
 use super::ports::PortSpec;
 use super::values::{MAX_DNS_PER_FAMILY, MAX_SEARCH};
 use super::{
-    Config, DEFAULT_LOG_SIZE, DEFAULT_MTU, DEFAULT_OUR_MAC, DnsConfig, Forwards, Ip4Config,
-    Ip6Config, LogConfig, Mode, NatConfig, Notice, NsTarget, PasstConfig, PastaConfig, Services,
-    TemplateIface,
+    Config, DEFAULT_LOG_SIZE, DEFAULT_MTU, DEFAULT_OUR_MAC, DnsConfig, DnsRedirect, Forwards,
+    Ip4Config, Ip6Config, LogConfig, Mode, NatConfig, Notice, NsTarget, PasstConfig, PastaConfig,
+    Services, TemplateIface,
 };
 
 /// Name of pasta's tap in local mode.
@@ -100,10 +106,15 @@ pub fn resolve_with(
         .map(|raw| resolve_runas(raw, accounts))
         .transpose()?;
     let fwd = forwards(&mut opts, host, &mut notices);
-    let dns = dns(&opts, host, ip4.is_some(), ip6.is_some());
-    if opts.dns == DnsChoice::FromHost && no_nameserver_at_all(&dns) {
-        notices.push(Notice::warn("Couldn't get any nameserver address"));
-    }
+    let nat = nat(&opts, ip4.as_ref(), ip6.as_ref());
+    let dns = dns(
+        &opts,
+        host,
+        &nat,
+        ip4.is_some(),
+        ip6.is_some(),
+        &mut notices,
+    );
     let pasta = pasta_config(&opts, template.as_ref());
     let spawns = opts.mode == Mode::Pasta && matches!(pasta.target, NsTarget::Spawn(_));
     Ok(Config {
@@ -118,7 +129,7 @@ pub fn resolve_with(
         template,
         services: services(&opts, ip4.as_ref(), ip6.as_ref()),
         dns,
-        nat: nat(&opts, ip4.as_ref(), ip6.as_ref()),
+        nat,
         ip4,
         ip6,
         fwd,
@@ -417,18 +428,57 @@ fn nat(opts: &Options, ip4: Option<&Ip4Config>, ip6: Option<&Ip6Config>) -> NatC
     }
 }
 
-fn dns(opts: &Options, host: &HostNet, has4: bool, has6: bool) -> DnsConfig {
-    let host4: Vec<Ipv4Addr> = host.nameservers.iter().filter_map(|&a| as_v4(a)).collect();
-    let host6: Vec<Ipv6Addr> = host.nameservers.iter().filter_map(|&a| as_v6(a)).collect();
+/// Nameservers, search list and DNS redirection; warns as upstream when
+/// resolv.conf gives no usable nameserver, and when `--dns-forward` has
+/// nowhere to go.
+fn dns(
+    opts: &Options,
+    host: &HostNet,
+    nat: &NatConfig,
+    has4: bool,
+    has6: bool,
+    notices: &mut Vec<Notice>,
+) -> DnsConfig {
+    let resolvers4: Vec<Ipv4Addr> = host.nameservers.iter().filter_map(|&a| as_v4(a)).collect();
+    let resolvers6: Vec<Ipv6Addr> = host.nameservers.iter().filter_map(|&a| as_v6(a)).collect();
     let (given4, given6) = match &opts.dns {
         DnsChoice::Given(list) => (&list.v4[..], &list.v6[..]),
         DnsChoice::FromHost | DnsChoice::Disabled => (&[][..], &[][..]),
     };
     let enabled = opts.dns != DnsChoice::Disabled;
-    let (servers4, loopback4) =
-        family_servers(enabled && has4, given4, &host4, Ipv4Addr::is_loopback);
-    let (servers6, loopback6) =
-        family_servers(enabled && has6, given6, &host6, Ipv6Addr::is_loopback);
+    let family4 = FamilyDnsSources {
+        resolvers: &resolvers4,
+        given: given4,
+        dns_forward: opts.dns_forward4,
+        dns_host: opts.dns_host4,
+        map_host_loopback: nat.map_host_loopback4,
+    };
+    let family6 = FamilyDnsSources {
+        resolvers: &resolvers6,
+        given: given6,
+        dns_forward: opts.dns_forward6,
+        dns_host: opts.dns_host6,
+        map_host_loopback: nat.map_host_loopback6,
+    };
+    let (servers4, redirect4) = match has4 {
+        true => family4.resolve(enabled, Ipv4Addr::is_loopback),
+        false => (Vec::new(), None),
+    };
+    let (servers6, redirect6) = match has6 {
+        true => family6.resolve(enabled, Ipv6Addr::is_loopback),
+        false => (Vec::new(), None),
+    };
+    if opts.dns == DnsChoice::FromHost && servers4.is_empty() && servers6.is_empty() {
+        notices.push(Notice::warn("Couldn't get any nameserver address"));
+    }
+    let unforwarded4 = opts.dns_forward4.filter(|_| has4 && redirect4.is_none());
+    let unforwarded6 = opts.dns_forward6.filter(|_| has6 && redirect6.is_none());
+    let unforwarded = [unforwarded4.map(IpAddr::V4), unforwarded6.map(IpAddr::V6)];
+    for forward in unforwarded.into_iter().flatten() {
+        notices.push(Notice::warn(format!(
+            "No host nameserver to forward DNS queries to {forward} to, use --dns-host"
+        )));
+    }
     let search = match &opts.search {
         SearchChoice::Disabled => Vec::new(),
         SearchChoice::Given(list) => list.clone(),
@@ -449,42 +499,78 @@ fn dns(opts: &Options, host: &HostNet, has4: bool, has6: bool) -> DnsConfig {
         } else {
             opts.dhcp_search
         },
-        forward4: None,
-        forward6: None,
-        host4: host4.first().copied(),
-        host6: host6.first().copied(),
-        loopback4,
-        loopback6,
+        redirect4,
+        redirect6,
     }
 }
 
-fn no_nameserver_at_all(dns: &DnsConfig) -> bool {
-    let servers = dns.servers4.is_empty() && dns.servers6.is_empty();
-    servers && dns.loopback4.is_none() && dns.loopback6.is_none()
+/// What one family's nameservers and DNS redirection are made of.
+struct FamilyDnsSources<'a, A> {
+    /// resolv.conf's nameservers of the family, in order.
+    resolvers: &'a [A],
+    /// `-D` addresses of the family.
+    given: &'a [A],
+    dns_forward: Option<A>,
+    dns_host: Option<A>,
+    map_host_loopback: Option<A>,
 }
 
-/// The nameservers of one family: the `-D` ones (verbatim), else the
-/// host's that a guest can reach as they are, at most 3; and the host's
-/// loopback resolver left out, if any.
-fn family_servers<A: Copy>(
-    enabled: bool,
-    given: &[A],
-    host: &[A],
-    is_loopback: fn(&A) -> bool,
-) -> (Vec<A>, Option<A>) {
-    if !enabled {
-        return (Vec::new(), None);
+impl<A: Copy + PartialEq> FamilyDnsSources<'_, A> {
+    /// The nameservers to advertise and the redirection. `enabled`: not
+    /// `-D none`.
+    fn resolve(
+        &self,
+        enabled: bool,
+        is_loopback: fn(&A) -> bool,
+    ) -> (Vec<A>, Option<DnsRedirect<A>>) {
+        let (servers, automatic) = match (enabled, self.given.is_empty()) {
+            (false, _) => (Vec::new(), None),
+            (true, false) => (self.given.to_vec(), None),
+            (true, true) => self.resolv_conf_servers(is_loopback),
+        };
+        let redirect = match self.dns_forward {
+            Some(forward) => self
+                .dns_host
+                .or_else(|| self.resolvers.first().copied())
+                .map(|host_addr| DnsRedirect {
+                    match_addr: forward,
+                    host_addr,
+                }),
+            None => automatic.map(|found| DnsRedirect {
+                host_addr: self.dns_host.unwrap_or(found.host_addr),
+                ..found
+            }),
+        };
+        (servers, redirect)
     }
-    if !given.is_empty() {
-        return (given.to_vec(), None);
+
+    /// resolv.conf's nameservers as the guest reaches them (each once, at
+    /// most 3), and the redirection of the `--map-host-loopback` address to
+    /// the first resolver it stands for, if any.
+    fn resolv_conf_servers(&self, is_loopback: fn(&A) -> bool) -> (Vec<A>, Option<DnsRedirect<A>>) {
+        let mut servers: Vec<A> = Vec::new();
+        let mut automatic: Option<DnsRedirect<A>> = None;
+        for &resolver in self.resolvers {
+            let hidden = is_loopback(&resolver) || Some(resolver) == self.map_host_loopback;
+            let advertised = match (hidden, self.dns_forward, self.map_host_loopback) {
+                (false, _, _) => resolver,
+                (true, Some(forward), _) => forward,
+                (true, None, Some(mapped)) => {
+                    automatic.get_or_insert(DnsRedirect {
+                        match_addr: mapped,
+                        host_addr: resolver,
+                    });
+                    mapped
+                }
+                // The guest cannot reach it at all.
+                (true, None, None) => continue,
+            };
+            if servers.len() < MAX_DNS_PER_FAMILY && !servers.contains(&advertised) {
+                servers.push(advertised);
+            }
+        }
+        (servers, automatic)
     }
-    let reachable = host
-        .iter()
-        .filter(|a| !is_loopback(a))
-        .take(MAX_DNS_PER_FAMILY)
-        .copied()
-        .collect();
-    (reachable, host.iter().copied().find(is_loopback))
 }
 
 /// Port specs with the mode's defaults (passt: none, pasta: auto), and
@@ -553,7 +639,7 @@ fn pasta_config(opts: &Options, template: Option<&TemplateIface>) -> PastaConfig
         copy_addrs: !opts.no_copy_addrs && !local && opts.addr4.is_none() && opts.addr6.is_none(),
         ns_mac: opts.ns_mac,
         splice: !opts.no_splice,
-        host_lo_to_ns_lo: false,
+        host_lo_to_ns_lo: opts.host_lo_to_ns_lo,
     }
 }
 
@@ -904,9 +990,11 @@ mod tests {
         );
         assert_eq!(c.dns.servers6, vec![v6("2001:db8::1"), v6("fe80::53")]);
         assert_eq!(c.dns.search.len(), 6);
+        // 192.0.2.1 is the gateway, which means the host's loopback to
+        // the guest: its DNS is redirected back to it.
         assert_eq!(
-            (c.dns.host4, c.dns.host6),
-            (Some(v4("192.0.2.1")), Some(v6("2001:db8::1")))
+            (c.dns.redirect4, c.dns.redirect6),
+            (redirect(v4("192.0.2.1"), v4("192.0.2.1")), None)
         );
         assert!(c.dns.advertise_servers && c.dns.advertise_search);
         let c = config(Mode::Pasta, &[], &host);
@@ -924,21 +1012,172 @@ mod tests {
         assert!(!c.dns.advertise_servers && c.dns.advertise_search);
     }
 
-    #[test]
-    fn loopback_nameserver_is_not_advertised_but_recorded() {
+    fn with_resolvers(resolvers: &[&str]) -> HostNet {
         let mut host = dual_stack_host();
-        host.nameservers = ["127.0.0.53", "192.0.2.53", "::1"]
-            .iter()
-            .map(|a| a.parse().unwrap())
-            .collect();
+        host.nameservers = resolvers.iter().map(|a| a.parse().unwrap()).collect();
+        host
+    }
+
+    fn redirect<A>(match_addr: A, host_addr: A) -> Option<DnsRedirect<A>> {
+        Some(DnsRedirect {
+            match_addr,
+            host_addr,
+        })
+    }
+
+    #[test]
+    fn loopback_resolver_is_advertised_as_the_mapped_address_in_its_place() {
+        let host = with_resolvers(&["192.0.2.53", "127.0.0.53", "127.0.0.1", "::1"]);
         let c = config(Mode::Passt, &[], &host);
-        assert_eq!(c.dns.servers4, vec![v4("192.0.2.53")]);
-        assert!(c.dns.servers6.is_empty());
         assert_eq!(
-            (c.dns.loopback4, c.dns.loopback6),
-            (Some(v4("127.0.0.53")), Some(Ipv6Addr::LOCALHOST))
+            c.dns.servers4,
+            vec![v4("192.0.2.53"), v4("192.0.2.1")],
+            "in place of 127.0.0.53, once"
         );
-        assert_eq!(c.dns.host4, Some(v4("127.0.0.53")));
+        assert_eq!(c.dns.servers6, vec![v6("fe80::1")]);
+        assert_eq!(c.dns.redirect4, redirect(v4("192.0.2.1"), v4("127.0.0.53")));
+        assert_eq!(
+            c.dns.redirect6,
+            redirect(v6("fe80::1"), Ipv6Addr::LOCALHOST)
+        );
+        assert!(c.notices.is_empty());
+        // Its own --map-host-loopback address.
+        let c = config(Mode::Passt, &["--map-host-loopback", "192.0.2.99"], &host);
+        assert_eq!(c.dns.servers4, vec![v4("192.0.2.53"), v4("192.0.2.99")]);
+        assert_eq!(
+            c.dns.redirect4,
+            redirect(v4("192.0.2.99"), v4("127.0.0.53"))
+        );
+        // pasta advertises nothing by default, the redirection still holds.
+        let c = config(Mode::Pasta, &[], &host);
+        assert!(!c.dns.advertise_servers);
+        assert_eq!(c.dns.redirect4, redirect(v4("192.0.2.1"), v4("127.0.0.53")));
+    }
+
+    #[test]
+    fn loopback_resolver_without_mapped_address_is_left_out() {
+        let c = config(
+            Mode::Passt,
+            &["--no-map-gw"],
+            &with_resolvers(&["127.0.0.53", "::1"]),
+        );
+        assert!(c.dns.servers4.is_empty() && c.dns.servers6.is_empty());
+        assert_eq!((c.dns.redirect4, c.dns.redirect6), (None, None));
+        assert!(
+            c.notices
+                .contains(&Notice::warn("Couldn't get any nameserver address")),
+            "as upstream"
+        );
+    }
+
+    #[test]
+    fn gateway_resolver_is_redirected_to_itself() {
+        // The gateway means the host's loopback to the guest: DNS to it
+        // must still reach the real gateway.
+        let c = config(Mode::Passt, &[], &with_resolvers(&["192.0.2.1"]));
+        assert_eq!(c.dns.servers4, vec![v4("192.0.2.1")]);
+        assert_eq!(c.dns.redirect4, redirect(v4("192.0.2.1"), v4("192.0.2.1")));
+    }
+
+    #[test]
+    fn dns_forward_and_dns_host() {
+        let host = with_resolvers(&["192.0.2.53", "2001:db8::53"]);
+        let args = ["--dns-forward", "169.254.1.1", "--dns-host", "192.0.2.54"];
+        let c = config(Mode::Pasta, &args, &host);
+        assert_eq!(
+            c.dns.redirect4,
+            redirect(v4("169.254.1.1"), v4("192.0.2.54"))
+        );
+        assert_eq!(c.dns.redirect6, None);
+        assert_eq!(c.dns.servers4, vec![v4("192.0.2.53")], "not advertised");
+        // Default --dns-host: the first resolver of the family.
+        let c = config(Mode::Passt, &["--dns-forward", "fd00::53"], &host);
+        assert_eq!(
+            c.dns.redirect6,
+            redirect(v6("fd00::53"), v6("2001:db8::53"))
+        );
+        // A loopback resolver is advertised as the --dns-forward address,
+        // which goes to the first resolver (the loopback one here).
+        let host = with_resolvers(&["127.0.0.53", "192.0.2.53"]);
+        let c = config(
+            Mode::Passt,
+            &["--dns-forward", "10.0.2.3", "--no-map-gw"],
+            &host,
+        );
+        assert_eq!(c.dns.servers4, vec![v4("10.0.2.3"), v4("192.0.2.53")]);
+        assert_eq!(c.dns.redirect4, redirect(v4("10.0.2.3"), v4("127.0.0.53")));
+        // --dns-host alone changes nothing; -D none keeps an explicit
+        // --dns-forward but drops the automatic redirection.
+        let c = config(
+            Mode::Passt,
+            &["--dns-host", "192.0.2.54", "--no-map-gw"],
+            &host,
+        );
+        assert_eq!(c.dns.redirect4, None);
+        let c = config(
+            Mode::Passt,
+            &["-D", "none", "--dns-forward", "10.0.2.3"],
+            &host,
+        );
+        assert!(c.dns.servers4.is_empty());
+        assert_eq!(c.dns.redirect4, redirect(v4("10.0.2.3"), v4("127.0.0.53")));
+        let c = config(Mode::Passt, &["-D", "none"], &host);
+        assert_eq!(c.dns.redirect4, None);
+        // -D replaces resolv.conf for its family: no automatic redirection.
+        let c = config(Mode::Passt, &["-D", "198.51.100.1"], &host);
+        assert_eq!(c.dns.servers4, vec![v4("198.51.100.1")]);
+        assert_eq!(c.dns.redirect4, None);
+        // A disabled family has none.
+        let c = config(Mode::Passt, &["-6", "--dns-forward", "10.0.2.3"], &host);
+        assert_eq!(c.dns.redirect4, None);
+        assert!(!c.notices.iter().any(|n| n.text.contains("10.0.2.3")));
+    }
+
+    #[test]
+    fn dns_forward_with_no_nameserver_warns() {
+        let host = with_resolvers(&["2001:db8::53"]);
+        let c = config(Mode::Passt, &["--dns-forward", "10.0.2.3"], &host);
+        assert_eq!(c.dns.redirect4, None);
+        assert!(c.notices.contains(&Notice::warn(
+            "No host nameserver to forward DNS queries to 10.0.2.3 to, use --dns-host"
+        )));
+    }
+
+    #[test]
+    fn host_lo_to_ns_lo_reaches_the_pasta_config() {
+        let host = dual_stack_host();
+        assert!(
+            config(Mode::Pasta, &["--host-lo-to-ns-lo"], &host)
+                .pasta
+                .host_lo_to_ns_lo
+        );
+        assert!(!config(Mode::Pasta, &[], &host).pasta.host_lo_to_ns_lo);
+    }
+
+    #[test]
+    fn port_options_get_each_modes_defaults() {
+        let host = dual_stack_host();
+        let c = config(Mode::Passt, &[], &host);
+        let f = &c.fwd;
+        assert_eq!(
+            [&f.tcp_in, &f.udp_in, &f.tcp_out, &f.udp_out],
+            [&PortSpec::None; 4]
+        );
+        let c = config(Mode::Pasta, &["-u", "53", "-T", "none"], &host);
+        let f = &c.fwd;
+        assert_eq!(
+            (&f.tcp_in, &f.tcp_out, &f.udp_out),
+            (&PortSpec::Auto, &PortSpec::None, &PortSpec::Auto)
+        );
+        let PortSpec::Rules(rules) = &f.udp_in else {
+            panic!("{:?}", f.udp_in)
+        };
+        assert_eq!(rules.port_map(f.ephemeral_ports).target(53), Some(53));
+        let c = config(Mode::Passt, &["-u", "all", "-t", "all"], &host);
+        assert_eq!(
+            (&c.fwd.tcp_in, &c.fwd.udp_in),
+            (&PortSpec::All, &PortSpec::All)
+        );
     }
 
     #[test]
@@ -956,7 +1195,7 @@ mod tests {
             "-D replaces one family"
         );
         assert_eq!(c.dns.search, vec!["a.test", "b.test"]);
-        assert_eq!(c.dns.loopback4, None);
+        assert_eq!(c.dns.redirect4, None);
         let c = config(Mode::Passt, &["-D", "127.0.0.1"], &host);
         assert_eq!(c.dns.servers4, vec![Ipv4Addr::LOCALHOST], "-D is verbatim");
         let c = config(Mode::Passt, &["-D", "none", "-S", "none"], &host);

@@ -3,9 +3,10 @@
 //! our MAC, then per family the loopback mapping, what DHCP or NDP/DHCPv6
 //! hand out, and the nameservers and search list.
 //!
-//! Checked against upstream's output for the same host; one difference on
-//! purpose: a loopback nameserver of resolv.conf is not listed (upstream
-//! lists the mapped gateway address in its place; see `super::resolve`).
+//! Checked against upstream's output for the same host. The nameservers
+//! listed are the ones the guest is told (a loopback resolver appears as
+//! the address it is reached at, see `super::resolve`); like upstream, the
+//! DNS redirection is not listed.
 //! Neighbour: the caller decides whether to print ([`Config::print_summary`]).
 
 use std::fmt::Write as _;
@@ -220,8 +221,7 @@ mod tests {
             .map(|a| a.parse().unwrap())
             .collect();
         host.search = vec!["example.org".into(), "foo.test".into()];
-        // Upstream lists 192.0.2.1 (the mapped loopback resolver) before
-        // 192.0.2.53.
+        // 192.0.2.1: the loopback resolver, as the guest reaches it.
         let want = "\
 Template interface: d0 (IPv4), d0 (IPv6)
 Namespace interface: d0
@@ -233,6 +233,7 @@ DHCP:
     mask: 255.255.255.0
     router: 192.0.2.1
 DNS:
+    192.0.2.1
     192.0.2.53
 DNS search list:
     example.org

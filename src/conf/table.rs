@@ -111,13 +111,6 @@ pub enum Status {
     /// Accepted: it only switches something off. Recorded in the
     /// configuration; the feature it switches off reads it.
     Recorded,
-    /// Port specs: fully parsed and validated, but only `none` is
-    /// accepted; any other valid spec is "not supported yet".
-    NoneOnly,
-    /// Port specs: implemented, except `auto` given on the command line,
-    /// which is "not supported yet" (a mode's default of `auto` is
-    /// accepted: it forwards nothing until `auto` is built).
-    NoAuto,
     /// Implemented in this mode only; "not supported yet" in the other.
     OnlyIn(Mode),
     /// Refused with "`--name`: not supported yet".
@@ -140,7 +133,7 @@ impl OptionSpec {
     /// Whether the option works in `mode` (false: an error names it).
     pub fn supported_in(&self, mode: Mode) -> bool {
         match self.status {
-            Status::Supported | Status::Recorded | Status::NoneOnly | Status::NoAuto => true,
+            Status::Supported | Status::Recorded => true,
             Status::OnlyIn(only) => only == mode,
             Status::NotYet => false,
         }
@@ -208,7 +201,7 @@ const fn valued(
 }
 
 use Modes::{Both, Passt, Pasta};
-use Status::{NoAuto, NoneOnly, NotYet, OnlyIn, Recorded, Supported};
+use Status::{NotYet, OnlyIn, Recorded, Supported};
 
 #[rustfmt::skip]
 static TABLE: &[OptionSpec] = &[
@@ -246,10 +239,10 @@ static TABLE: &[OptionSpec] = &[
     flag("ipv4-only", Some('4'), Both, Supported, Opt::Ipv4Only),
     flag("ipv6-only", Some('6'), Both, Supported, Opt::Ipv6Only),
     flag("one-off", Some('1'), Passt, Supported, Opt::OneOff),
-    valued("tcp-ports", Some('t'), Both, NoAuto, Opt::TcpPorts),
-    valued("udp-ports", Some('u'), Both, NoneOnly, Opt::UdpPorts),
-    valued("tcp-ns", Some('T'), Pasta, NoneOnly, Opt::TcpNs),
-    valued("udp-ns", Some('U'), Pasta, NoneOnly, Opt::UdpNs),
+    valued("tcp-ports", Some('t'), Both, Supported, Opt::TcpPorts),
+    valued("udp-ports", Some('u'), Both, Supported, Opt::UdpPorts),
+    valued("tcp-ns", Some('T'), Pasta, Supported, Opt::TcpNs),
+    valued("udp-ns", Some('U'), Pasta, Supported, Opt::UdpNs),
     valued("userns", None, Pasta, Supported, Opt::Userns),
     valued("netns", None, Pasta, Supported, Opt::Netns),
     valued("ns-mac-addr", None, Pasta, Supported, Opt::NsMacAddr),
@@ -257,7 +250,7 @@ static TABLE: &[OptionSpec] = &[
     flag("no-dhcp-dns", None, Passt, Recorded, Opt::NoDhcpDns),
     flag("dhcp-search", None, Pasta, Supported, Opt::DhcpSearch),
     flag("no-dhcp-search", None, Passt, Recorded, Opt::NoDhcpSearch),
-    valued("dns-forward", None, Both, NotYet, Opt::DnsForward),
+    valued("dns-forward", None, Both, Supported, Opt::DnsForward),
     flag("no-netns-quit", None, Pasta, Supported, Opt::NoNetnsQuit),
     flag("trace", None, Both, Supported, Opt::Trace),
     valued("runas", None, Both, Supported, Opt::Runas),
@@ -271,8 +264,8 @@ static TABLE: &[OptionSpec] = &[
     flag("netns-only", None, Pasta, Supported, Opt::NetnsOnly),
     valued("map-host-loopback", None, Both, Supported, Opt::MapHostLoopback),
     valued("map-guest-addr", None, Both, Supported, Opt::MapGuestAddr),
-    flag("host-lo-to-ns-lo", None, Pasta, NotYet, Opt::HostLoToNsLo),
-    valued("dns-host", None, Both, NotYet, Opt::DnsHost),
+    flag("host-lo-to-ns-lo", None, Pasta, Supported, Opt::HostLoToNsLo),
+    valued("dns-host", None, Both, Supported, Opt::DnsHost),
     flag("vhost-user", None, Passt, NotYet, Opt::VhostUser),
     flag("print-capabilities", None, Passt, NotYet, Opt::PrintCapabilities),
     valued("socket-path", Some('s'), Passt, Supported, Opt::Socket),

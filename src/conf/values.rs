@@ -113,6 +113,26 @@ pub fn remap_address(what: &'static str, text: &str) -> Result<Option<IpAddr>, C
     addr.map(Some).ok_or_else(|| ConfError::invalid(what, text))
 }
 
+/// `--dns-forward`: an address the guest sends DNS queries to, which we
+/// redirect (not unspecified, loopback or broadcast).
+pub fn dns_forward_address(text: &str) -> Result<IpAddr, ConfError> {
+    let addr = text.parse::<IpAddr>().ok().filter(|addr| match addr {
+        IpAddr::V4(a) => !(a.is_unspecified() || a.is_loopback() || a.is_broadcast()),
+        IpAddr::V6(a) => !(a.is_unspecified() || a.is_loopback()),
+    });
+    addr.ok_or_else(|| ConfError::invalid("DNS forwarding address", text))
+}
+
+/// `--dns-host`: the host's nameserver redirected queries go to (a
+/// loopback resolver is fine; unspecified and broadcast are not).
+pub fn dns_host_address(text: &str) -> Result<IpAddr, ConfError> {
+    let addr = text.parse::<IpAddr>().ok().filter(|addr| match addr {
+        IpAddr::V4(a) => !(a.is_unspecified() || a.is_broadcast()),
+        IpAddr::V6(a) => !a.is_unspecified(),
+    });
+    addr.ok_or_else(|| ConfError::invalid("host nameserver address", text))
+}
+
 /// `-g`: a default gateway.
 pub fn gateway(text: &str) -> Result<IpAddr, ConfError> {
     let addr = text.parse::<IpAddr>().ok().filter(|addr| match addr {
@@ -344,6 +364,36 @@ mod tests {
             assert_eq!(
                 outbound_address(bad).unwrap_err().to_string(),
                 format!("Invalid or redundant outbound address: {bad}")
+            );
+        }
+    }
+
+    #[test]
+    fn dns_forward_and_host_addresses() {
+        assert_eq!(
+            dns_forward_address("192.0.2.9").unwrap(),
+            IpAddr::from([192, 0, 2, 9])
+        );
+        assert!(dns_forward_address("fd00::53").is_ok());
+        for bad in [
+            "foo",
+            "0.0.0.0",
+            "127.0.0.1",
+            "255.255.255.255",
+            "::",
+            "::1",
+        ] {
+            assert_eq!(
+                dns_forward_address(bad).unwrap_err().to_string(),
+                format!("Invalid DNS forwarding address: {bad}")
+            );
+        }
+        assert!(dns_host_address("127.0.0.53").is_ok());
+        assert!(dns_host_address("::1").is_ok());
+        for bad in ["foo", "0.0.0.0", "255.255.255.255", "::"] {
+            assert_eq!(
+                dns_host_address(bad).unwrap_err().to_string(),
+                format!("Invalid host nameserver address: {bad}")
             );
         }
     }

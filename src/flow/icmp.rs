@@ -152,7 +152,7 @@ impl PingFlows {
         let v6 = req.dst.is_ipv6();
         let len = echo::socket_echo_request(v6, req.seq, req.payload, &mut self.buf)
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "echo request too long"))?;
-        let target = SocketAddr::new(nat::host_destination(config, req.dst), 0);
+        let target = SocketAddr::new(nat::host_destination_without_port(config, req.dst), 0);
         rustix::net::sendto(&ping.socket, &self.buf[..len], SendFlags::DONTWAIT, &target)?;
         Ok(())
     }
@@ -164,7 +164,7 @@ impl PingFlows {
         events: &EventLoop,
         key: FlowSide,
     ) -> Option<FlowId> {
-        let host_dst = nat::host_destination(config, key.our_addr);
+        let host_dst = nat::host_destination_without_port(config, key.our_addr);
         let host = FlowSide {
             pif: Pif::Host,
             our_addr: unspecified(host_dst),

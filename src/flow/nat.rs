@@ -2,12 +2,21 @@
 //! (REFERENCE.md §2.4): which host address a guest destination means, and
 //! which address replies appear to come from.
 //!
-//! Guest -> host, first match wins: the `--map-host-loopback` address
+//! Guest -> host ([`host_destination`]), first match wins: TCP or UDP to
+//! the DNS match address (`--dns-forward`, or the `--map-host-loopback`
+//! address standing for a loopback resolver) on port 53 or 853 goes to the
+//! DNS host address (`--dns-host`, or that resolver), see
+//! [`crate::conf::DnsRedirect`]; the `--map-host-loopback` address
 //! (default: the gateway) is the host's loopback; the `--map-guest-addr`
 //! address is the guest's own assigned address as the host has it (so the
 //! guest can reach host services on the address they share); everything
-//! else is itself. Replies always appear to come from the address the guest
-//! used. (The DNS-forward rule joins with the DNS issue.)
+//! else is itself. ICMP has no port: [`host_destination_without_port`]
+//! applies the address rules only.
+//!
+//! Replies always appear to come from the address the guest used: a flow
+//! keeps its guest-side addresses and ports, and replies are built from
+//! those, so no reverse translation is needed (nor offered) for this
+//! direction, DNS included.
 //!
 //! Host -> guest ([`guest_source`], for connections accepted on forwarded
 //! ports): the host's loopback appears as the `--map-host-loopback`
@@ -19,8 +28,29 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::conf::Config;
 
-/// The host address a guest's destination `dst` stands for.
-pub fn host_destination(config: &Config, dst: IpAddr) -> IpAddr {
+/// Destination ports of DNS: plain DNS and DNS over TLS.
+pub const DNS_PORTS: [u16; 2] = [53, 853];
+
+/// The host address a guest's TCP or UDP destination `dst`:`dst_port`
+/// stands for.
+pub fn host_destination(config: &Config, dst: IpAddr, dst_port: u16) -> IpAddr {
+    let dns_host = match dst {
+        IpAddr::V4(a) => (config.dns.redirect4)
+            .filter(|r| r.match_addr == a)
+            .map(|r| IpAddr::V4(r.host_addr)),
+        IpAddr::V6(a) => (config.dns.redirect6)
+            .filter(|r| r.match_addr == a)
+            .map(|r| IpAddr::V6(r.host_addr)),
+    };
+    match dns_host {
+        Some(host) if DNS_PORTS.contains(&dst_port) => host,
+        _ => host_destination_without_port(config, dst),
+    }
+}
+
+/// The host address a guest's destination `dst` stands for, by address
+/// alone (no DNS rule): for ICMP, which has no port.
+pub fn host_destination_without_port(config: &Config, dst: IpAddr) -> IpAddr {
     match dst {
         IpAddr::V4(a) if Some(a) == config.nat.map_host_loopback4 => {
             IpAddr::V4(Ipv4Addr::LOCALHOST)
@@ -90,11 +120,11 @@ mod tests {
         let c = fixture::config(Mode::Pasta, &[]);
         let gw4 = c.ip4.as_ref().unwrap().gateway.unwrap();
         assert_eq!(
-            host_destination(&c, IpAddr::V4(gw4)),
+            host_destination(&c, IpAddr::V4(gw4), 80),
             IpAddr::V4(Ipv4Addr::LOCALHOST)
         );
         let other: IpAddr = "198.51.100.7".parse().unwrap();
-        assert_eq!(host_destination(&c, other), other);
+        assert_eq!(host_destination(&c, other, 80), other);
     }
 
     #[test]
@@ -111,17 +141,17 @@ mod tests {
         let v4 = |s: &str| IpAddr::V4(s.parse().unwrap());
         let v6 = |s: &str| IpAddr::V6(s.parse().unwrap());
         assert_eq!(
-            host_destination(&c, v4("192.0.2.88")),
+            host_destination(&c, v4("192.0.2.88"), 80),
             IpAddr::V4(Ipv4Addr::LOCALHOST)
         );
         let gw4 = IpAddr::V4(c.ip4.as_ref().unwrap().gateway.unwrap());
         assert_eq!(
-            host_destination(&c, gw4),
+            host_destination(&c, gw4, 80),
             gw4,
             "the gateway is no longer mapped"
         );
         let guest6 = IpAddr::V6(c.ip6.as_ref().unwrap().addr);
-        assert_eq!(host_destination(&c, v6("2001:db8::77")), guest6);
+        assert_eq!(host_destination(&c, v6("2001:db8::77"), 80), guest6);
     }
 
     #[test]
@@ -144,10 +174,92 @@ mod tests {
         assert_eq!(guest_source(&none, lo4), Some(gw4), "our link address");
     }
 
+    /// A configuration of [`fixture::dual_stack_host`] with these
+    /// resolv.conf nameservers.
+    fn config_with_resolvers(args: &[&str], resolvers: &[&str]) -> Config {
+        let opts =
+            match crate::conf::parse_args(Mode::Passt, args.iter().map(std::ffi::OsString::from)) {
+                Ok(crate::conf::ParseOutcome::Run(opts)) => opts,
+                other => panic!("{args:?}: {other:?}"),
+            };
+        let mut host = fixture::dual_stack_host();
+        host.nameservers = resolvers.iter().map(|a| a.parse().unwrap()).collect();
+        crate::conf::resolve(opts, &host).unwrap()
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn nat_dns_forward_goes_to_dns_host_on_ports_53_and_853_only() {
+        let c = config_with_resolvers(
+            &["--dns-forward", "192.0.2.200", "--dns-host", "192.0.2.53"],
+            &["198.51.100.53"],
+        );
+        let forward = ip("192.0.2.200");
+        assert_eq!(host_destination(&c, forward, 53), ip("192.0.2.53"));
+        assert_eq!(host_destination(&c, forward, 853), ip("192.0.2.53"));
+        assert_eq!(host_destination(&c, forward, 54), forward);
+        assert_eq!(host_destination(&c, forward, 80), forward);
+        assert_eq!(host_destination_without_port(&c, forward), forward);
+        let other = ip("192.0.2.201");
+        assert_eq!(host_destination(&c, other, 53), other);
+        // Only the match address is redirected: port 53 of the gateway is
+        // the host's loopback, as any other port of it.
+        let gw4 = ip("192.0.2.1");
+        assert_eq!(host_destination(&c, gw4, 53), ip("127.0.0.1"));
+    }
+
+    #[test]
+    fn nat_dns_forward_without_dns_host_uses_the_first_resolver() {
+        let c = config_with_resolvers(
+            &["--dns-forward", "fd00::53", "--dns-forward", "10.0.2.3"],
+            &["127.0.0.53", "192.0.2.53", "2001:db8::53"],
+        );
+        assert_eq!(
+            host_destination(&c, ip("10.0.2.3"), 53),
+            ip("127.0.0.53"),
+            "loopback resolvers count"
+        );
+        assert_eq!(
+            host_destination(&c, ip("fd00::53"), 853),
+            ip("2001:db8::53")
+        );
+        assert_eq!(host_destination(&c, ip("fd00::53"), 5353), ip("fd00::53"));
+    }
+
+    #[test]
+    fn nat_loopback_resolver_is_reached_through_the_mapped_address() {
+        let c = config_with_resolvers(&[], &["127.0.0.53", "::1"]);
+        let gw4 = ip("192.0.2.1");
+        let gw6 = ip("fe80::1");
+        assert_eq!(host_destination(&c, gw4, 53), ip("127.0.0.53"));
+        assert_eq!(host_destination(&c, gw4, 853), ip("127.0.0.53"));
+        assert_eq!(host_destination(&c, gw4, 54), ip("127.0.0.1"));
+        assert_eq!(host_destination_without_port(&c, gw4), ip("127.0.0.1"));
+        assert_eq!(host_destination(&c, gw6, 53), ip("::1"));
+        assert_eq!(host_destination(&c, ip("192.0.2.53"), 53), ip("192.0.2.53"));
+        // --dns-host picks where the mapped resolver's traffic goes.
+        let c = config_with_resolvers(&["--dns-host", "127.0.0.54"], &["127.0.0.53"]);
+        assert_eq!(host_destination(&c, gw4, 53), ip("127.0.0.54"));
+        // Without a --map-host-loopback address, nothing is mapped.
+        let c = config_with_resolvers(&["--no-map-gw"], &["127.0.0.53"]);
+        assert_eq!(host_destination(&c, gw4, 53), gw4);
+    }
+
+    #[test]
+    fn nat_gateway_resolver_keeps_its_dns_while_the_gateway_is_the_host() {
+        let c = config_with_resolvers(&[], &["192.0.2.1"]);
+        let gw4 = ip("192.0.2.1");
+        assert_eq!(host_destination(&c, gw4, 53), gw4);
+        assert_eq!(host_destination(&c, gw4, 22), ip("127.0.0.1"));
+    }
+
     #[test]
     fn nat_no_map_gw_keeps_the_gateway() {
         let c = fixture::config(Mode::Pasta, &["--no-map-gw"]);
         let gw4 = IpAddr::V4(c.ip4.as_ref().unwrap().gateway.unwrap());
-        assert_eq!(host_destination(&c, gw4), gw4);
+        assert_eq!(host_destination(&c, gw4, 53), gw4);
     }
 }

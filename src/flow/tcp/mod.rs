@@ -221,7 +221,10 @@ impl TcpFlows {
             log::trace!("TCP: dropped segment for no connection");
             return;
         }
-        let dst = SocketAddr::new(nat::host_destination(ctx.config, seg.dst), seg.dst_port);
+        let dst = SocketAddr::new(
+            nat::host_destination(ctx.config, seg.dst, seg.dst_port),
+            seg.dst_port,
+        );
         let host = FlowSide {
             pif: Pif::Host,
             our_addr: unspecified(dst.ip()),
