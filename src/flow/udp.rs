@@ -212,7 +212,7 @@ impl UdpFlows {
         guest: FlowSide,
     ) -> Option<FlowId> {
         let dst = SocketAddr::new(
-            nat::host_destination(ctx.config, guest.our_addr),
+            nat::host_destination(ctx.config, guest.our_addr, guest.our_port),
             guest.our_port,
         );
         let socket = match outbound_socket(ctx, dst, guest.end_port) {
