@@ -20,9 +20,10 @@ use std::io;
 use std::time::Instant;
 
 use crate::conf::Config;
+use crate::conf::ports::PortSet;
 use crate::event::{EventLoop, Interest, Ready, Token, TokenKind};
 use crate::flow::icmp::{self, PingFlows};
-use crate::flow::listen::ForwardSockets;
+use crate::flow::listen::{Forward, ForwardSockets};
 use crate::flow::table::{DEFAULT_CAPACITY, FlowId, MAX_CAPACITY};
 use crate::flow::tcp::TcpFlows;
 use crate::flow::tcp::splice::{SpliceSide, SplicedConns};
@@ -175,6 +176,24 @@ impl Engine {
 
     pub fn namespace(&self) -> Option<&dyn NamespaceSockets> {
         self.core.namespace.as_deref()
+    }
+
+    /// The ports `forward`'s sockets are bound to.
+    pub fn forward_ports(&self, forward: Forward) -> PortSet {
+        self.core.forwards.of(forward).ports()
+    }
+
+    /// `auto`: binds and releases `forward`'s sockets to match `wanted`.
+    pub fn sync_forward(&mut self, events: &EventLoop, forward: Forward, wanted: &PortSet) {
+        let Core {
+            config,
+            forwards,
+            namespace,
+            ..
+        } = &mut self.core;
+        forwards
+            .of_mut(forward)
+            .sync_ports(config, events, namespace.as_deref(), wanted);
     }
 
     pub fn link(&self) -> &Link {

@@ -135,6 +135,11 @@ fn run_pasta(
     let mut events = EventLoop::new().map_err(|e| format!("epoll: {e}"))?;
     register_pasta(&events, &ns, &engine).map_err(|e| format!("epoll: {e}"))?;
     bind_forwards(config, &mut engine, &events)?;
+    let mut auto = pasta::auto_forward::AutoForward::new(config, &ns.netns)
+        .map_err(|e| format!("Port scan set-up failed: {e}"))?;
+    if let Some(auto) = &mut auto {
+        auto.update(&mut engine, &events);
+    }
     files.go_background(config)?;
     if let Some(command) = &mut ns.command {
         command
@@ -144,7 +149,7 @@ fn run_pasta(
             crate::logging::stderr_off();
         }
     }
-    pasta_loop(&mut events, &mut engine, &ns)
+    pasta_loop(&mut events, &mut engine, &ns, auto)
 }
 
 fn print_summary(config: &Config) {
@@ -166,7 +171,12 @@ fn register_pasta(events: &EventLoop, ns: &Attached, engine: &Engine) -> io::Res
     Ok(())
 }
 
-fn pasta_loop(events: &mut EventLoop, engine: &mut Engine, ns: &Attached) -> Result<i32, String> {
+fn pasta_loop(
+    events: &mut EventLoop,
+    engine: &mut Engine,
+    ns: &Attached,
+    mut auto: Option<pasta::auto_forward::AutoForward>,
+) -> Result<i32, String> {
     let mut ready: Vec<Ready> = Vec::with_capacity(64);
     loop {
         let tick = events.wait(&mut ready).map_err(|e| format!("epoll: {e}"))?;
@@ -177,6 +187,9 @@ fn pasta_loop(events: &mut EventLoop, engine: &mut Engine, ns: &Attached) -> Res
         }
         if tick {
             engine.on_tick(events);
+            if let Some(auto) = &mut auto {
+                auto.update(engine, events);
+            }
             if ns.quit.path_gone() {
                 log::info!("Namespace is gone, exiting");
                 return Ok(0);

@@ -142,7 +142,9 @@ pub struct DatagramListener<'a> {
 #[derive(Debug)]
 pub struct Listeners {
     forward: Forward,
-    entries: Vec<Listener>,
+    /// By token index; `None` for a port `auto` released (its index is
+    /// reused by the next port bound).
+    entries: Vec<Option<Listener>>,
     /// EMFILE/ENFILE on accept was already reported.
     warned_fd_limit: Cell<bool>,
     /// Listeners taken out of the event loop because no descriptor was
@@ -214,6 +216,25 @@ impl ForwardSockets {
             sockets.udp_out = Listeners::bind(config, events, Forward::UdpOut, namespace)?;
         }
         Ok(sockets)
+    }
+
+    /// The set of `forward`.
+    pub fn of(&self, forward: Forward) -> &Listeners {
+        match forward {
+            Forward::TcpIn => &self.tcp_in,
+            Forward::UdpIn => &self.udp_in,
+            Forward::TcpOut => &self.tcp_out,
+            Forward::UdpOut => &self.udp_out,
+        }
+    }
+
+    pub fn of_mut(&mut self, forward: Forward) -> &mut Listeners {
+        match forward {
+            Forward::TcpIn => &mut self.tcp_in,
+            Forward::UdpIn => &mut self.udp_in,
+            Forward::TcpOut => &mut self.tcp_out,
+            Forward::UdpOut => &mut self.udp_out,
+        }
     }
 
     /// The set registered with token kind `kind`.
@@ -355,6 +376,15 @@ impl<'n> Binder<'n> {
             )?]),
             (None, Some(_)) => self.bind_loopback(port),
             (None, None) => self.bind_unspecified(plan.iface, port),
+        }
+    }
+
+    /// `auto`'s sockets for `port`: on every address (the namespace's
+    /// loopback ones for `-T` / `-U`).
+    fn bind_any(&self, port: u16) -> io::Result<Vec<OwnedFd>> {
+        match self.namespace {
+            Some(_) => self.bind_loopback(port),
+            None => self.bind_unspecified(None, port),
         }
     }
 
@@ -512,7 +542,7 @@ impl Listeners {
                         fd,
                         target_port,
                     });
-                    self.entries.extend(bound);
+                    self.entries.extend(bound.map(Some));
                 }
                 Err(e) if plan.tolerant && is_fd_limit(&e) => {
                     let spec = plan.spec.to_string();
@@ -539,6 +569,7 @@ impl Listeners {
 
     fn register(&self, events: &EventLoop) -> Result<(), BindError> {
         for (i, listener) in self.entries.iter().enumerate() {
+            let Some(listener) = listener else { continue };
             let index = u32::try_from(i).unwrap_or(u32::MAX);
             events
                 .add(
@@ -558,7 +589,7 @@ impl Listeners {
     /// index). `None` when nothing waits, the index is unknown, or accept
     /// failed (logged).
     pub fn accept(&self, index: u32, events: &EventLoop) -> Option<Accepted> {
-        let listener = self.entries.get(usize::try_from(index).ok()?)?;
+        let listener = self.entry(index)?;
         let flags = SocketFlags::NONBLOCK | SocketFlags::CLOEXEC;
         let (socket, peer) = match rustix::net::acceptfrom_with(&listener.fd, flags) {
             Ok(accepted) => accepted,
@@ -588,7 +619,7 @@ impl Listeners {
 
     /// UDP listener `index` (a token index), if it is one.
     pub fn datagram_listener(&self, index: u32) -> Option<DatagramListener<'_>> {
-        let listener = self.entries.get(usize::try_from(index).ok()?)?;
+        let listener = self.entry(index)?;
         (self.forward.socket_type() == SocketType::DGRAM).then_some(DatagramListener {
             socket: &listener.fd,
             bound: listener.bound,
@@ -607,7 +638,7 @@ impl Listeners {
     /// descriptors were freed).
     pub fn resume(&self, events: &EventLoop) {
         for index in self.paused.borrow_mut().drain(..) {
-            if let Some(listener) = self.entries.get(index as usize) {
+            if let Some(listener) = self.entry(index) {
                 let token = Token::new(self.forward.kind(), index);
                 if let Err(e) = events.add(&listener.fd, token, Interest::READ) {
                     log::debug!("TCP: watching a forwarded port again: {e}");
@@ -627,12 +658,86 @@ impl Listeners {
         }
     }
 
+    fn entry(&self, index: u32) -> Option<&Listener> {
+        self.entries.get(usize::try_from(index).ok()?)?.as_ref()
+    }
+
+    /// Sockets bound.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.entries.iter().flatten().count()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len() == 0
+    }
+
+    /// The ports bound.
+    pub fn ports(&self) -> PortSet {
+        let mut ports = PortSet::new();
+        for listener in self.entries.iter().flatten() {
+            ports.insert(listener.bound.port());
+        }
+        ports
+    }
+
+    /// `auto`: binds the ports of `wanted` not bound yet, each to the same
+    /// port on the other side (a port that cannot be bound is skipped, and
+    /// tried again next time), and releases the bound ports not in it.
+    pub fn sync_ports(
+        &mut self,
+        config: &Config,
+        events: &EventLoop,
+        namespace: Option<&dyn NamespaceSockets>,
+        wanted: &PortSet,
+    ) {
+        let bound = self.ports();
+        for port in bound.difference(wanted) {
+            self.release(port, events);
+        }
+        let binder = Binder::new(config, self.forward, namespace);
+        for port in wanted.difference(&bound) {
+            match binder.bind_any(port) {
+                Ok(fds) => {
+                    for fd in fds {
+                        self.add(fd, port, events);
+                    }
+                }
+                Err(e) => log::debug!("{:?}: port {port} not bound: {e}", self.forward),
+            }
+        }
+    }
+
+    /// Watches `fd`, bound to `port`, in a free slot.
+    fn add(&mut self, fd: OwnedFd, port: u16, events: &EventLoop) {
+        let slot = match self.entries.iter().position(Option::is_none) {
+            Some(free) => free,
+            None => {
+                self.entries.push(None);
+                self.entries.len() - 1
+            }
+        };
+        let token = Token::new(self.forward.kind(), u32::try_from(slot).unwrap_or(u32::MAX));
+        if let Err(e) = events.add(&fd, token, Interest::READ) {
+            log::debug!("{:?}: port {port} not watched: {e}", self.forward);
+            return;
+        }
+        let bound = local_addr(&fd).unwrap_or(SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), port));
+        self.entries[slot] = Some(Listener {
+            fd,
+            bound,
+            target_port: port,
+        });
+    }
+
+    /// Closes the sockets bound to `port`.
+    fn release(&mut self, port: u16, events: &EventLoop) {
+        for entry in &mut self.entries {
+            if entry.as_ref().is_some_and(|l| l.bound.port() == port)
+                && let Some(listener) = entry.take()
+            {
+                let _ = events.delete(&listener.fd);
+            }
+        }
     }
 }
 
@@ -683,7 +788,7 @@ mod tests {
     /// The listener indices bound to `port`.
     fn indices_of(listeners: &Listeners, port: u16) -> Vec<u32> {
         (0..listeners.len())
-            .filter(|&i| listeners.entries[i].bound.port() == port)
+            .filter(|&i| listeners.entries[i].as_ref().unwrap().bound.port() == port)
             .map(|i| i as u32)
             .collect()
     }

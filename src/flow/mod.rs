@@ -112,6 +112,22 @@ pub trait GuestLink {
 /// The flow table as the engine instantiates it.
 pub type Flows = table::FlowTable<FlowState>;
 
+/// The loopback address of `like`'s family.
+pub fn loopback_like(like: IpAddr) -> IpAddr {
+    match like.to_canonical() {
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+    }
+}
+
+/// The socket address family of `addr`.
+pub fn family_of(addr: SocketAddr) -> AddressFamily {
+    match addr {
+        SocketAddr::V4(_) => AddressFamily::INET,
+        SocketAddr::V6(_) => AddressFamily::INET6,
+    }
+}
+
 /// Binds a new host socket of one family to what `-o` and
 /// `--outbound-if4/6` name for it: the interface (`SO_BINDTODEVICE`), then
 /// the source address and `port` (0: chosen by the kernel; UDP keeps the

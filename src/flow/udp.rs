@@ -35,7 +35,7 @@ use rustix::net::{AddressFamily, SocketFlags, SocketType, ipproto, sockopt};
 
 use super::listen::{DatagramListener, Listeners};
 use super::table::{FlowId, FlowSide, Indexed, Pif, Protocol, Side};
-use super::{Ctx, FlowState, Flows, nat};
+use super::{Ctx, FlowState, Flows, family_of, loopback_like, nat};
 use crate::event::{Interest, Token, TokenKind};
 use crate::link::{Offload, PartialChecksum};
 use crate::sys::mmsg::{self, MAX_BATCH, Received};
@@ -583,21 +583,6 @@ fn acceptable(d: &Datagram<'_>) -> bool {
 /// through the link: a loopback source, splicing on, a namespace.
 fn splices(ctx: &Ctx<'_>, peer: SocketAddr) -> bool {
     ctx.namespace.is_some() && ctx.config.pasta.splice && peer.ip().to_canonical().is_loopback()
-}
-
-/// The loopback address of `like`'s family.
-fn loopback_like(like: IpAddr) -> IpAddr {
-    match like.to_canonical() {
-        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
-    }
-}
-
-fn family_of(addr: SocketAddr) -> AddressFamily {
-    match addr {
-        SocketAddr::V4(_) => AddressFamily::INET,
-        SocketAddr::V6(_) => AddressFamily::INET6,
-    }
 }
 
 /// A non-blocking, close-on-exec datagram socket in our own namespace.

@@ -21,8 +21,8 @@
 //! [`BoundPorts`] is a scan's raw result; [`BoundPorts::tcp_auto`] and
 //! [`BoundPorts::udp_auto`] turn it into the ports to forward (UDP also
 //! follows listening TCP ports, minus the ports the caller forwards in the
-//! other direction); [`diff`] says what to bind and release. Nothing here
-//! binds anything. May call: `conf::ports` (the port set), `pasta::netns`.
+//! other direction). Nothing here binds anything
+//! (`flow::listen` binds and releases to match). May call: `conf::ports` (the port set), `pasta::netns`.
 
 use std::fs::File;
 use std::io;
@@ -56,14 +56,6 @@ pub struct ProcNetFiles {
 pub struct BoundPorts {
     pub tcp: PortSet,
     pub udp: PortSet,
-}
-
-/// Listeners to create and to close to go from one forwarded set to
-/// another, each ascending.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct PortDiff {
-    pub bind: Vec<u16>,
-    pub release: Vec<u16>,
 }
 
 impl ProcNetFiles {
@@ -131,14 +123,6 @@ impl BoundPorts {
         ports.subtract(exclude);
         ports.remove(0);
         ports
-    }
-}
-
-/// What to bind and release to go from `current` to `wanted`.
-pub fn diff(current: &PortSet, wanted: &PortSet) -> PortDiff {
-    PortDiff {
-        bind: wanted.difference(current).collect(),
-        release: current.difference(wanted).collect(),
     }
 }
 
@@ -432,21 +416,6 @@ garbage
         let excl = set(&[8080, 53]);
         assert_eq!(ports(&bound.tcp_auto(&excl)), vec![22, 5201]);
         assert_eq!(ports(&bound.udp_auto(&excl)), vec![22, 5201, 5353]);
-    }
-
-    #[test]
-    fn diff_binds_and_releases() {
-        let current = set(&[22, 80, 443, 65535]);
-        let wanted = set(&[1, 80, 443, 8080]);
-        assert_eq!(
-            diff(&current, &wanted),
-            PortDiff {
-                bind: vec![1, 8080],
-                release: vec![22, 65535],
-            }
-        );
-        assert_eq!(diff(&wanted, &wanted), PortDiff::default());
-        assert_eq!(diff(&PortSet::new(), &set(&[7])).bind, vec![7]);
     }
 
     #[test]

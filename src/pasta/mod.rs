@@ -10,6 +10,7 @@
 //! on helper threads ([`netns::NetNs::run`]). May call: `sys`, `netlink`,
 //! `conf` (read-only).
 
+pub mod auto_forward;
 pub mod bound_ports;
 pub mod netns;
 pub mod setup;

@@ -58,12 +58,12 @@ use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
 use rustix::io::Errno;
-use rustix::net::{AddressFamily, Shutdown, SocketFlags, SocketType};
+use rustix::net::{Shutdown, SocketFlags, SocketType};
 
 use crate::event::{EventLoop, Interest, Ready, Token, TokenKind};
 use crate::flow::listen::{Accepted, Forward};
 use crate::flow::table::{FlowId, FlowSide, Indexed, InsertError, Pif, Protocol, Side};
-use crate::flow::{Ctx, FlowState, Flows};
+use crate::flow::{Ctx, FlowState, Flows, family_of, loopback_like};
 use crate::sys::splice::{self as sys_splice, Pipe};
 
 /// A target that has not connected after this long: both sides close
@@ -763,6 +763,19 @@ fn reset_socket(socket: &OwnedFd) {
 /// Spliced connections between real sockets in a private network
 /// namespace (root): a client connects to a "forwarding" listener, whose
 /// accepted socket is spliced to a server's listener.
+/// A stream socket in our own namespace for `dst`, bound to the loopback
+/// address of its family (`-T` keeps the loopback source).
+fn host_socket(dst: SocketAddr) -> io::Result<OwnedFd> {
+    let socket = rustix::net::socket_with(
+        family_of(dst),
+        SocketType::STREAM,
+        SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+        None,
+    )?;
+    rustix::net::bind(&socket, &SocketAddr::new(loopback_like(dst.ip()), 0))?;
+    Ok(socket)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1224,32 +1237,4 @@ mod tests {
         }
         assert_eq!(SpliceSide::from_token(TokenKind::Tcp), None);
     }
-}
-
-/// The loopback address of `like`'s family.
-fn loopback_like(like: IpAddr) -> IpAddr {
-    match like.to_canonical() {
-        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
-    }
-}
-
-fn family_of(addr: SocketAddr) -> AddressFamily {
-    match addr {
-        SocketAddr::V4(_) => AddressFamily::INET,
-        SocketAddr::V6(_) => AddressFamily::INET6,
-    }
-}
-
-/// A stream socket in our own namespace for `dst`, bound to the loopback
-/// address of its family (`-T` keeps the loopback source).
-fn host_socket(dst: SocketAddr) -> io::Result<OwnedFd> {
-    let socket = rustix::net::socket_with(
-        family_of(dst),
-        SocketType::STREAM,
-        SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
-        None,
-    )?;
-    rustix::net::bind(&socket, &SocketAddr::new(loopback_like(dst.ip()), 0))?;
-    Ok(socket)
 }

@@ -1,0 +1,110 @@
+//! pasta's `auto` port forwarding (REFERENCE.md §1.7): on every tick, the
+//! ports bound on the other side are scanned ([`super::bound_ports`]) and
+//! the forwarding sockets of each `auto` forward are bound or released to
+//! match.
+//!
+//! - `-t auto` / `-u auto` follow the namespace's listening TCP ports and
+//!   bound UDP ports (UDP also follows listening TCP ports);
+//! - `-T auto` / `-U auto` follow the host's.
+//!
+//! Ports we hold ourselves for the other direction are left out (our `-T`
+//! listeners in the namespace are not namespace services to forward to,
+//! and so on), so the two directions never chase each other. A scan that
+//! fails leaves the forwards as they are.
+//!
+//! Invariants: scans only the sides some `auto` forward needs; binds only
+//! through `flow::listen`. May call: `bound_ports`, the engine's forward
+//! sockets, `conf`.
+
+use std::io;
+
+use super::bound_ports::{BoundPorts, ProcNetFiles};
+use super::netns::NetNs;
+use crate::conf::ports::PortSet;
+use crate::conf::{Config, PortSpec};
+use crate::engine::Engine;
+use crate::event::EventLoop;
+use crate::flow::listen::Forward;
+
+/// The `auto` forwards and the files to scan for them.
+pub struct AutoForward {
+    config: Config,
+    /// The namespace's files (for `-t auto` / `-u auto`).
+    namespace: Option<ProcNetFiles>,
+    /// The host's files (for `-T auto` / `-U auto`).
+    host: Option<ProcNetFiles>,
+}
+
+fn is_auto(config: &Config, forward: Forward) -> bool {
+    let spec = match forward {
+        Forward::TcpIn => &config.fwd.tcp_in,
+        Forward::UdpIn => &config.fwd.udp_in,
+        Forward::TcpOut => &config.fwd.tcp_out,
+        Forward::UdpOut => &config.fwd.udp_out,
+    };
+    *spec == PortSpec::Auto
+}
+
+impl AutoForward {
+    /// `None` if no forward is `auto`.
+    pub fn new(config: &Config, netns: &NetNs) -> io::Result<Option<AutoForward>> {
+        let inbound = is_auto(config, Forward::TcpIn) || is_auto(config, Forward::UdpIn);
+        let outbound = is_auto(config, Forward::TcpOut) || is_auto(config, Forward::UdpOut);
+        if !inbound && !outbound {
+            return Ok(None);
+        }
+        Ok(Some(AutoForward {
+            config: config.clone(),
+            namespace: inbound.then(|| ProcNetFiles::open_in(netns)).transpose()?,
+            host: outbound.then(ProcNetFiles::open_here).transpose()?,
+        }))
+    }
+
+    /// Scans and brings the `auto` forwards in line with what is bound.
+    pub fn update(&mut self, engine: &mut Engine, events: &EventLoop) {
+        if let Some(bound) = scan(&mut self.namespace) {
+            self.sync(engine, events, &bound, [Forward::TcpIn, Forward::UdpIn]);
+        }
+        if let Some(bound) = scan(&mut self.host) {
+            self.sync(engine, events, &bound, [Forward::TcpOut, Forward::UdpOut]);
+        }
+    }
+
+    /// Syncs the (TCP, UDP) pair of forwards `pair` from `bound`, the
+    /// ports bound on the side they forward to.
+    fn sync(
+        &self,
+        engine: &mut Engine,
+        events: &EventLoop,
+        bound: &BoundPorts,
+        [tcp, udp]: [Forward; 2],
+    ) {
+        let (reverse_tcp, reverse_udp) = match tcp {
+            Forward::TcpIn => (Forward::TcpOut, Forward::UdpOut),
+            _ => (Forward::TcpIn, Forward::UdpIn),
+        };
+        let ours_tcp = engine.forward_ports(reverse_tcp);
+        if is_auto(&self.config, tcp) {
+            let wanted = bound.tcp_auto(&ours_tcp);
+            engine.sync_forward(events, tcp, &wanted);
+        }
+        if is_auto(&self.config, udp) {
+            let mut ours: PortSet = engine.forward_ports(reverse_udp);
+            ours.union_with(&ours_tcp);
+            let wanted = bound.udp_auto(&ours);
+            engine.sync_forward(events, udp, &wanted);
+        }
+    }
+}
+
+/// A scan of `files`, if there are files and the scan went through.
+fn scan(files: &mut Option<ProcNetFiles>) -> Option<BoundPorts> {
+    let files = files.as_mut()?;
+    match files.scan() {
+        Ok(bound) => Some(bound),
+        Err(e) => {
+            log::debug!("Port scan failed: {e}");
+            None
+        }
+    }
+}
