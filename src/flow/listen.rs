@@ -1055,6 +1055,49 @@ mod tests {
     }
 
     #[test]
+    fn listen_auto_sync_binds_and_releases_ports() {
+        in_private_netns(|| {
+            let config = fixture::config(Mode::Pasta, &[]);
+            let events = EventLoop::new().unwrap();
+            for forward in [Forward::TcpIn, Forward::UdpIn] {
+                let mut listeners = Listeners::none(forward);
+                let wanted = |ports: &[u16]| {
+                    let mut set = PortSet::new();
+                    ports.iter().for_each(|&p| _ = set.insert(p));
+                    set
+                };
+                listeners.sync_ports(&config, &events, None, &wanted(&[7001, 7002]));
+                assert_eq!(listeners.ports(), wanted(&[7001, 7002]));
+                assert_eq!(listeners.len(), 2, "one dual-stack socket per port");
+                if forward == Forward::TcpIn {
+                    connect_and_accept(&listeners, "127.0.0.1:7001");
+                    connect_and_accept(&listeners, "[::1]:7002");
+                } else {
+                    let index = (0..2)
+                        .find(|&i| listeners.datagram_listener(i).unwrap().bound.port() == 7002)
+                        .unwrap();
+                    let target = listeners.datagram_listener(index).unwrap().target_port;
+                    assert_eq!(target, 7002);
+                }
+                listeners.sync_ports(&config, &events, None, &wanted(&[7002, 7003]));
+                assert_eq!(listeners.ports(), wanted(&[7002, 7003]));
+                assert_eq!(listeners.len(), 2, "7001's slot reused");
+                let free = SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), 7001);
+                let socket =
+                    rustix::net::socket(AddressFamily::INET6, forward.socket_type(), None).unwrap();
+                // TIME_WAIT of the connection above needs address reuse
+                // (which never lets TCP bind next to a listener; for UDP
+                // it would, so not there).
+                let tcp = forward == Forward::TcpIn;
+                sockopt::set_socket_reuseaddr(&socket, tcp).unwrap();
+                rustix::net::bind(&socket, &free).expect("7001 released");
+                listeners.sync_ports(&config, &events, None, &PortSet::new());
+                assert!(listeners.is_empty());
+            }
+        });
+    }
+
+    #[test]
     fn listen_os_message_drops_the_error_number() {
         let e = io::Error::from_raw_os_error(libc::EADDRINUSE);
         assert_eq!(os_message(&e), "Address already in use");

@@ -1,5 +1,28 @@
 //! Test support shared by the flow modules' tests: running a closure in a
-//! private network namespace, where sockets cannot reach anything real.
+//! private network namespace, where sockets cannot reach anything real,
+//! and a guest link that keeps what it is sent.
+
+use super::GuestLink;
+use crate::link::Offload;
+
+/// Frames sent to the guest, kept for the test to look at.
+#[derive(Default)]
+pub struct Frames(pub Vec<Vec<u8>>);
+
+impl GuestLink for Frames {
+    fn send_frame(&mut self, frame: &[u8]) -> bool {
+        self.0.push(frame.to_vec());
+        true
+    }
+
+    fn offloads(&self) -> bool {
+        false
+    }
+
+    fn send_offloaded(&mut self, frame: &[u8], _: Offload) -> bool {
+        self.send_frame(frame)
+    }
+}
 
 /// Runs `f` on a thread of its own in a fresh network namespace with `lo`
 /// up (needs root).

@@ -726,3 +726,293 @@ fn to_guest(ctx: &mut Ctx<'_>, guest: &FlowSide, frame: &mut [u8], len: usize) -
         false => ctx.link.send_frame(frame),
     }
 }
+
+#[cfg(test)]
+mod socket_tests {
+    use super::*;
+    use crate::conf::{Config, Mode, fixture};
+    use crate::event::{EventLoop, Ready};
+    use crate::flow::GuestAddrs;
+    use crate::flow::listen::{Forward, Listeners};
+    use crate::flow::testing::{Frames, in_private_netns};
+    use std::net::UdpSocket;
+
+    const GUEST_PORT: u16 = 40000;
+
+    /// UDP flows with a guest at its configured address, a frame-keeping
+    /// link, and the `-u` sockets of `args`.
+    struct Rig {
+        config: Config,
+        events: EventLoop,
+        flows: Flows,
+        udp: UdpFlows,
+        link: Frames,
+        listeners: Listeners,
+    }
+
+    impl Rig {
+        fn new(args: &[&str], capacity: usize) -> Rig {
+            let config = fixture::config(Mode::Passt, args);
+            let events = EventLoop::new().unwrap();
+            let listeners = Listeners::bind(&config, &events, Forward::UdpIn, None).unwrap();
+            Rig {
+                config,
+                events,
+                flows: Flows::new(capacity),
+                udp: UdpFlows::new(),
+                link: Frames::default(),
+                listeners,
+            }
+        }
+
+        fn with_ctx(
+            &mut self,
+            f: impl FnOnce(&mut UdpFlows, &mut Flows, &Listeners, &mut Ctx<'_>),
+        ) {
+            let Rig {
+                config,
+                events,
+                flows,
+                udp,
+                link,
+                listeners,
+            } = self;
+            let mut ctx = Ctx {
+                our_mac: config.our_mac,
+                config,
+                events,
+                guest_mac: [2; 6],
+                guest_addrs: GuestAddrs::new(config),
+                link,
+                namespace: None,
+            };
+            f(udp, flows, listeners, &mut ctx);
+        }
+
+        fn guest_addr(&self) -> IpAddr {
+            IpAddr::V4(self.config.ip4.as_ref().unwrap().addr)
+        }
+
+        fn gateway(&self) -> IpAddr {
+            IpAddr::V4(self.config.nat.map_host_loopback4.unwrap())
+        }
+
+        /// Guest datagrams from `src_port` to `dst`, as one batch.
+        fn guest(&mut self, src_port: u16, dst: SocketAddr, payloads: &[&[u8]]) {
+            let frames: Vec<Vec<u8>> = payloads
+                .iter()
+                .map(|p| guest_frame(self.guest_addr(), src_port, dst, p))
+                .collect();
+            self.with_ctx(|udp, flows, _, ctx| {
+                for frame in &frames {
+                    udp.from_guest(flows, ctx, &wire::parse_datagram(frame).unwrap());
+                }
+                udp.flush(flows);
+            });
+        }
+
+        /// Handles the ready sockets until none is.
+        fn events(&mut self) {
+            let mut ready: Vec<Ready> = Vec::new();
+            for _ in 0..16 {
+                std::thread::sleep(Duration::from_millis(10));
+                self.events.poll(&mut ready).unwrap();
+                if ready.is_empty() {
+                    return;
+                }
+                for r in &ready {
+                    let (kind, index) = (r.token.kind, r.token.index);
+                    self.with_ctx(|udp, flows, listeners, ctx| match kind {
+                        TokenKind::Udp => udp.on_socket(flows, ctx, FlowId::from_raw(index)),
+                        _ => udp.on_listener(flows, ctx, listeners, index),
+                    });
+                }
+            }
+        }
+
+        /// The datagrams sent to the guest since the last call: (source,
+        /// destination, payload).
+        fn sent(&mut self) -> Vec<(SocketAddr, SocketAddr, Vec<u8>)> {
+            let frames = std::mem::take(&mut self.link.0);
+            frames
+                .iter()
+                .map(|f| {
+                    let d = wire::parse_datagram(f).unwrap();
+                    assert_eq!(f.len(), wire::header_len(d.dst.is_ipv6()) + d.payload.len());
+                    (
+                        SocketAddr::new(d.src, d.src_port),
+                        SocketAddr::new(d.dst, d.dst_port),
+                        d.payload.to_vec(),
+                    )
+                })
+                .collect()
+        }
+    }
+
+    /// A guest frame built with etherparse (an independent builder).
+    fn guest_frame(src: IpAddr, src_port: u16, dst: SocketAddr, payload: &[u8]) -> Vec<u8> {
+        let b = etherparse::PacketBuilder::ethernet2([2; 6], [4; 6]);
+        let b = match (src, dst.ip()) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => b.ipv4(s.octets(), d.octets(), 64),
+            (IpAddr::V6(s), IpAddr::V6(d)) => b.ipv6(s.octets(), d.octets(), 64),
+            _ => panic!("mixed families"),
+        };
+        let mut out = Vec::new();
+        b.udp(src_port, dst.port())
+            .write(&mut out, payload)
+            .unwrap();
+        out
+    }
+
+    fn recv(socket: &UdpSocket) -> (Vec<u8>, SocketAddr) {
+        socket
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        let mut buf = vec![0; 70000];
+        let (n, from) = socket.recv_from(&mut buf).unwrap();
+        buf.truncate(n);
+        (buf, from)
+    }
+
+    #[test]
+    fn udp_guest_to_host_loopback_keeps_the_port_and_replies_come_back() {
+        in_private_netns(|| {
+            let mut rig = Rig::new(&[], 16);
+            let host = UdpSocket::bind("127.0.0.1:0").unwrap();
+            let dst = SocketAddr::new(rig.gateway(), host.local_addr().unwrap().port());
+            rig.guest(GUEST_PORT, dst, &[b"one", b"two"]);
+            let (first, from) = recv(&host);
+            assert_eq!((&first[..], from.port()), (&b"one"[..], GUEST_PORT));
+            assert_eq!(recv(&host).0, b"two", "in order, one flow");
+            assert_eq!(rig.flows.len(), 1);
+            let big = vec![7u8; 60000];
+            host.send_to(&big, from).unwrap();
+            host.send_to(b"short", from).unwrap();
+            rig.events();
+            let sent = rig.sent();
+            let to_guest = SocketAddr::new(rig.guest_addr(), GUEST_PORT);
+            assert_eq!(sent.len(), 2);
+            assert_eq!(sent[0], (dst, to_guest, big));
+            assert_eq!(sent[1].2, b"short");
+        });
+    }
+
+    #[test]
+    fn udp_batch_longer_than_one_sendmmsg_arrives_in_order() {
+        in_private_netns(|| {
+            let mut rig = Rig::new(&[], 16);
+            let host = UdpSocket::bind("127.0.0.1:0").unwrap();
+            let port = host.local_addr().unwrap().port();
+            let dst = SocketAddr::new(rig.gateway(), port);
+            let other = UdpSocket::bind("127.0.0.1:0").unwrap();
+            let dst2 = SocketAddr::new(rig.gateway(), other.local_addr().unwrap().port());
+            let payloads: Vec<Vec<u8>> = (0..150u32).map(|i| i.to_be_bytes().to_vec()).collect();
+            let frames: Vec<Vec<u8>> = payloads
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    let to = if i % 50 == 49 { dst2 } else { dst };
+                    guest_frame(rig.guest_addr(), GUEST_PORT, to, p)
+                })
+                .collect();
+            rig.with_ctx(|udp, flows, _, ctx| {
+                for frame in &frames {
+                    udp.from_guest(flows, ctx, &wire::parse_datagram(frame).unwrap());
+                }
+                udp.flush(flows);
+            });
+            let expected: Vec<&Vec<u8>> = payloads
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| i % 50 != 49)
+                .map(|(_, p)| p)
+                .collect();
+            for want in expected {
+                assert_eq!(&recv(&host).0, want);
+            }
+            for _ in 0..3 {
+                assert_eq!(recv(&other).1.port(), GUEST_PORT);
+            }
+            assert_eq!(rig.udp.counters.dropped_send, 0);
+        });
+    }
+
+    #[test]
+    fn udp_refuses_dhcp_ports_zero_ports_and_multicast() {
+        in_private_netns(|| {
+            let mut rig = Rig::new(&[], 16);
+            let gw = rig.gateway();
+            rig.guest(GUEST_PORT, SocketAddr::new(gw, DHCP_PORT), &[b"x"]);
+            rig.guest(0, SocketAddr::new(gw, 53), &[b"x"]);
+            rig.guest(GUEST_PORT, SocketAddr::new(gw, 0), &[b"x"]);
+            let multicast: IpAddr = "224.0.0.251".parse().unwrap();
+            rig.guest(GUEST_PORT, SocketAddr::new(multicast, 5353), &[b"x"]);
+            assert_eq!(rig.udp.counters.dropped_invalid, 4);
+            assert!(rig.flows.is_empty());
+        });
+    }
+
+    #[test]
+    fn udp_forwarded_port_remaps_and_replies_leave_from_it() {
+        in_private_netns(|| {
+            let mut rig = Rig::new(&["-u", "5000:6000"], 16);
+            let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+            client.send_to(b"ping", "127.0.0.1:5000").unwrap();
+            rig.events();
+            let sent = rig.sent();
+            assert_eq!(sent.len(), 1);
+            let (src, dst, payload) = &sent[0];
+            assert_eq!(payload, b"ping");
+            assert_eq!(*dst, SocketAddr::new(rig.guest_addr(), 6000));
+            let client_port = client.local_addr().unwrap().port();
+            assert_eq!(
+                *src,
+                SocketAddr::new(rig.gateway(), client_port),
+                "loopback as the gateway"
+            );
+            // The guest answers from 6000 to what it saw.
+            rig.guest(6000, *src, &[b"pong"]);
+            let (reply, from) = recv(&client);
+            assert_eq!((&reply[..], from.port()), (&b"pong"[..], 5000));
+            // Another datagram of the same peer uses the same flow.
+            client.send_to(b"again", "127.0.0.1:5000").unwrap();
+            rig.events();
+            assert_eq!(rig.sent().len(), 1);
+            assert_eq!(rig.flows.len(), 1);
+        });
+    }
+
+    #[test]
+    fn udp_flows_expire_when_idle() {
+        in_private_netns(|| {
+            let mut rig = Rig::new(&[], 16);
+            let host = UdpSocket::bind("127.0.0.1:0").unwrap();
+            let dst = SocketAddr::new(rig.gateway(), host.local_addr().unwrap().port());
+            rig.guest(GUEST_PORT, dst, &[b"x"]);
+            assert_eq!(rig.flows.len(), 1);
+            let now = Instant::now();
+            rig.with_ctx(|udp, flows, _, ctx| udp.expire(flows, ctx, now));
+            assert_eq!(rig.flows.len(), 1, "not idle yet");
+            let later = now + IDLE_TIMEOUT + Duration::from_secs(1);
+            rig.with_ctx(|udp, flows, _, ctx| udp.expire(flows, ctx, later));
+            assert!(rig.flows.is_empty());
+            // The port is free again: its socket was closed.
+            UdpSocket::bind(("0.0.0.0", GUEST_PORT)).unwrap();
+        });
+    }
+
+    #[test]
+    fn udp_full_table_refuses_new_flows() {
+        in_private_netns(|| {
+            let mut rig = Rig::new(&[], 1);
+            let host = UdpSocket::bind("127.0.0.1:0").unwrap();
+            let dst = SocketAddr::new(rig.gateway(), host.local_addr().unwrap().port());
+            rig.guest(GUEST_PORT, dst, &[b"a"]);
+            rig.guest(GUEST_PORT + 1, dst, &[b"b"]);
+            assert_eq!(rig.udp.counters.refused_table_full, 1);
+            assert_eq!(recv(&host).0, b"a");
+            rig.guest(GUEST_PORT, dst, &[b"c"]);
+            assert_eq!(recv(&host).0, b"c", "the open flow keeps working");
+        });
+    }
+}

@@ -1445,29 +1445,9 @@ mod socket_tests {
     use super::*;
     use crate::conf::{Mode, fixture};
     use crate::event::EventLoop;
-    use crate::flow::GuestLink;
-    use crate::flow::testing::in_private_netns;
+    use crate::flow::testing::{Frames, in_private_netns};
     use std::io::Read;
     use std::net::{TcpListener, TcpStream};
-
-    /// Frames sent to the guest, kept for the test to look at.
-    #[derive(Default)]
-    struct Frames(Vec<Vec<u8>>);
-
-    impl GuestLink for Frames {
-        fn send_frame(&mut self, frame: &[u8]) -> bool {
-            self.0.push(frame.to_vec());
-            true
-        }
-
-        fn offloads(&self) -> bool {
-            false
-        }
-
-        fn send_offloaded(&mut self, frame: &[u8], _: Offload) -> bool {
-            self.send_frame(frame)
-        }
-    }
 
     /// The TCP flows with a guest at its configured address, port 40000,
     /// and a host listener behind the gateway (the host's loopback).
