@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Result handling for bench/run.sh (Python 3 standard library only).
 
-  report.py parse --kind tput|rr|crr|ping --rundir DIR ...
+  report.py parse --kind tput|tput-in|splice-in|splice-out|udp|rr|crr|urr|ping --rundir DIR ...
       Reads one run's output (DIR/out) and prints its values as
       tab-separated lines "cell tool rep metric value" on stdout, and a
       one-line summary on stderr.
@@ -99,14 +99,16 @@ def parse(a):
         emit("status", "n/a: " + reason)
         summary.append("n/a (%s)" % reason)
 
-    # Through a forwarded port the client runs in the remote namespace and
-    # its JSON is the one with what was received in both directions.
-    text = read(os.path.join(a.rundir, "client.json" if a.kind == "tput-in" else "out"))
+    # Through a forwarded port the client runs in the remote namespace (or,
+    # spliced, in the host namespace) and its JSON is the one with what was
+    # received in both directions.
+    outside = a.kind in ("tput-in", "splice-in")
+    text = read(os.path.join(a.rundir, "client.json" if outside else "out"))
     err = read(os.path.join(a.rundir, "err"))
     if a.state != "ok":
         daemon = first_line(read(os.path.join(a.rundir, "daemon.log")))
         na("namespace not ready" + (": " + daemon if daemon else ""))
-    elif a.kind in ("tput", "tput-in"):
+    elif a.kind in ("tput", "tput-in", "splice-in", "splice-out"):
         try:
             j = json.loads(text)
         except ValueError:
@@ -140,7 +142,32 @@ def parse(a):
                 summary.append("daemon %.2f CPU s, %.3f s/GiB" % (cpu, cpu / (nbytes / GIB)))
             if a.hwm:
                 emit("peak_rss_kib", a.hwm)
-    elif a.kind in ("rr", "crr"):
+    elif a.kind == "udp":
+        try:
+            j = json.loads(text)
+        except ValueError:
+            j = None
+        if j is None:
+            na("iperf3 rc %s, no result %s" % (a.rc, first_line(err)))
+        elif "error" in j:
+            na(str(j["error"])[:80])
+        else:
+            recv = j["end"].get("sum_received") or j["end"]["sum"]
+            gbps = recv["bits_per_second"] / 1e9
+            nbytes = recv["bytes"]
+            loss = recv.get("lost_percent", 0.0)
+            emit("status", "ok")
+            emit("gbps", "%.4f" % gbps)
+            emit("bytes", nbytes)
+            emit("loss_pct", "%.3f" % loss)
+            summary.append("%.3f Gbit/s received, %.2f%% lost" % (gbps, loss))
+            if a.cpu0 and a.cpu1 and nbytes > 0:
+                cpu = (int(a.cpu1) - int(a.cpu0)) / float(a.clk_tck)
+                emit("cpu_s_per_gib", "%.4f" % (cpu / (nbytes / GIB)))
+                summary.append("daemon %.2f CPU s, %.3f s/GiB" % (cpu, cpu / (nbytes / GIB)))
+            if a.hwm:
+                emit("peak_rss_kib", a.hwm)
+    elif a.kind in ("rr", "crr", "urr"):
         try:
             j = json.loads(first_line(text, 10000) or "null")
         except ValueError:
@@ -154,7 +181,11 @@ def parse(a):
             emit("tps", j["tps"])
             emit("p50_us", j["p50_us"])
             emit("p99_us", j["p99_us"])
+            if "lost" in j:
+                emit("lost", j["lost"])
             summary.append("%.0f/s p50 %.1f us p99 %.1f us" % (j["tps"], j["p50_us"], j["p99_us"]))
+            if "lost" in j:
+                summary.append("%d lost" % j["lost"])
             if a.hwm:
                 emit("peak_rss_kib", a.hwm)
     elif a.kind == "ping":
@@ -190,6 +221,14 @@ def parse(a):
 # Cells through a forwarded port (-t): the remote connects to the host's
 # address and pasta forwards it into the namespace.
 FORWARDED = (("fwdin", "remote -> ns through -t"), ("fwdout", "ns -> remote through -t"))
+# Spliced cells: between the host's loopback and the namespace, socket to
+# socket (never through the tap).
+SPLICED = (("splicein", "host loopback -> ns through -t (spliced)"),
+           ("spliceout", "ns loopback -> host loopback through -T (spliced)"))
+# UDP at a fixed offered rate (run.sh exports the rates): (cell suffix,
+# label).
+UDP_SIZES = (("1400", "1400-byte datagrams at %s offered" % os.environ.get("UDP_RATE_SMALL", "1G")),
+             ("65000", "65000-byte datagrams at %s offered" % os.environ.get("UDP_RATE_BIG", "5G")))
 
 
 # (label, cell, metric, format, better)
@@ -206,12 +245,29 @@ def rows():
             cell = "tcp_%s%s_65520" % (d, fam)
             r.append(("TCP %s, IPv%s, MTU 65520 (Gbit/s)" % (dname, fam),
                       cell, "gbps", "%.2f", "higher"))
+    for d, dname in SPLICED:
+        for fam in ("4", "6"):
+            cell = "tcp_%s%s" % (d, fam)
+            r.append(("TCP %s, IPv%s (Gbit/s)" % (dname, fam), cell, "gbps", "%.2f", "higher"))
     for d, dname in (("up", "ns -> remote"), ("dn", "remote -> ns")):
         for fam in ("4", "6"):
             for mtu in ("1500", "65520"):
                 cell = "tcp_%s%s_%s" % (d, fam, mtu)
                 r.append(("daemon CPU, %s, IPv%s, MTU %s (s/GiB)" % (dname, fam, mtu),
                           cell, "cpu_s_per_gib", "%.2f", "lower"))
+    for d, dname in SPLICED:
+        for fam in ("4", "6"):
+            cell = "tcp_%s%s" % (d, fam)
+            r.append(("daemon CPU, TCP %s, IPv%s (s/GiB)" % (dname, fam),
+                      cell, "cpu_s_per_gib", "%.2f", "lower"))
+    for d, dname in (("up", "ns -> remote"), ("dn", "remote -> ns")):
+        for fam in ("4", "6"):
+            for size, sname in UDP_SIZES:
+                cell = "udp_%s%s_%s" % (d, fam, size)
+                what = "UDP %s, IPv%s, %s" % (dname, fam, sname)
+                r.append(("%s, received (Gbit/s)" % what, cell, "gbps", "%.2f", "higher"))
+                r.append(("%s, lost (%%)" % what, cell, "loss_pct", "%.2f", "lower"))
+                r.append(("%s, daemon CPU (s/GiB)" % what, cell, "cpu_s_per_gib", "%.2f", "lower"))
     for fam in ("4", "6"):
         for mtu in ("1500", "65520"):
             cell = "tcp_up%s_%s" % (fam, mtu)
@@ -222,7 +278,8 @@ def rows():
             cell = "tcp_dn%s_%s" % (fam, mtu)
             r.append(("remote sender retransmissions, remote -> ns, IPv%s, MTU %s (per run)"
                       % (fam, mtu), cell, "retransmits", "%.0f", "lower"))
-    for kind, name, unit in (("rr", "TCP_RR", "transactions/s"), ("crr", "TCP_CRR", "connections/s")):
+    for kind, name, unit in (("rr", "TCP_RR", "transactions/s"), ("crr", "TCP_CRR", "connections/s"),
+                             ("urr", "UDP_RR", "transactions/s")):
         for fam in ("4", "6"):
             cell = "%s%s" % (kind, fam)
             r.append(("%s IPv%s (%s)" % (name, fam, unit), cell, "tps", "%.0f", "higher"))

@@ -10,7 +10,7 @@
 # fresh namespace connected by the tool under test, and prints the medians.
 # See bench/README.md for what each row measures.
 #
-#   --quick      1 repetition, 2-second runs (about 3 minutes)
+#   --quick      1 repetition, 2-second runs (about 5 minutes)
 #   --raw FILE   also write every run's values as tab-separated lines
 #
 # Environment: BENCH_REPS, BENCH_TIME (seconds per throughput or
@@ -19,7 +19,9 @@
 # cells (e.g. 'tcp_up|ping'); BENCH_KEEP=1 keeps the per-run logs (in
 # /tmp/passt-bench.*); BENCH_SKIP='rs up slirp' (any of them) leaves
 # those columns out; PASST_RS_PASTA=PATH benchmarks that binary instead
-# of building; UPSTREAM_PASTA, SLIRP4NETNS point at other binaries.
+# of building; UPSTREAM_PASTA, SLIRP4NETNS point at other binaries;
+# BENCH_UDP_RATE_SMALL, BENCH_UDP_RATE_BIG (iperf3 -b; 1G, 5G) are the
+# offered rates of the UDP cells with 1400- and 65000-byte datagrams.
 #
 # Everything the script starts is tracked by PID and ended on exit (also on
 # errors and Ctrl-C), with the namespaces and temporary files it made.
@@ -27,7 +29,7 @@
 set -u -o pipefail
 [ -n "${BENCH_TRACE:-}" ] && { PS4='+$EPOCHREALTIME '; set -x; }
 
-usage() { sed -n '2,23s/^# \{0,1\}//p' "$0"; }
+usage() { sed -n '2,25s/^# \{0,1\}//p' "$0"; }
 
 QUICK=0
 RAW=
@@ -76,7 +78,7 @@ export LC_ALL=C
 UP_PASTA=${UPSTREAM_PASTA:-/opt/upstream-passt/bin/pasta}
 SLIRP=${SLIRP4NETNS:-$(command -v slirp4netns || true)}
 PY=$(command -v python3) || die "python3 not found"
-for t in ip iperf3 ping setpriv unshare timeout ss awk; do
+for t in ip iperf3 ping setpriv unshare nsenter timeout ss awk; do
 	command -v "$t" > /dev/null || die "$t not found (iproute2, iperf3, iputils-ping, util-linux, coreutils)"
 done
 
@@ -114,6 +116,10 @@ REMOTE4=192.0.2.2 REMOTE6=2001:db8:1::2
 FAR4=198.51.100.2 FAR6=2001:db8:2::2
 IPERF_PORT=5201
 RR_PORT=5202
+# Offered rates of the UDP cells (iperf3 -b), for 1400-byte and
+# 65000-byte datagrams.
+export UDP_RATE_SMALL=${BENCH_UDP_RATE_SMALL:-1G}
+export UDP_RATE_BIG=${BENCH_UDP_RATE_BIG:-5G}
 
 TMP=
 NETNS_MADE=()
@@ -287,7 +293,13 @@ build_rig() {
 build_rig || die "could not build the namespaces"
 
 # ---------------------------------------------------------------- cells
-# id, kind, IP version, MTU, direction (report.py names the rows)
+# id, kind, IP version, MTU, direction[, argument] (report.py names the
+# rows). Kinds: tput (iperf3 in the namespace to the remote), tput-in
+# (iperf3 from the remote through -t), splice-in (iperf3 from the host's
+# loopback through -t), splice-out (iperf3 from the namespace's loopback
+# through -T to the host's loopback), udp (iperf3 -u at a fixed offered
+# rate; argument SIZE@RATE: datagram size, iperf3 -b), rr, crr, urr
+# (rr.py), ping.
 CELLS=(
 	"tcp_up4_1500 tput 4 1500 up"
 	"tcp_up4_65520 tput 4 65520 up"
@@ -301,10 +313,24 @@ CELLS=(
 	"tcp_fwdin6_65520 tput-in 6 65520 in"
 	"tcp_fwdout4_65520 tput-in 4 65520 out"
 	"tcp_fwdout6_65520 tput-in 6 65520 out"
+	"tcp_splicein4 splice-in 4 65520 in"
+	"tcp_splicein6 splice-in 6 65520 in"
+	"tcp_spliceout4 splice-out 4 65520 out"
+	"tcp_spliceout6 splice-out 6 65520 out"
+	"udp_up4_1400 udp 4 65520 up 1400@${UDP_RATE_SMALL}"
+	"udp_up4_65000 udp 4 65520 up 65000@${UDP_RATE_BIG}"
+	"udp_up6_1400 udp 6 65520 up 1400@${UDP_RATE_SMALL}"
+	"udp_up6_65000 udp 6 65520 up 65000@${UDP_RATE_BIG}"
+	"udp_dn4_1400 udp 4 65520 down 1400@${UDP_RATE_SMALL}"
+	"udp_dn4_65000 udp 4 65520 down 65000@${UDP_RATE_BIG}"
+	"udp_dn6_1400 udp 6 65520 down 1400@${UDP_RATE_SMALL}"
+	"udp_dn6_65000 udp 6 65520 down 65000@${UDP_RATE_BIG}"
 	"rr4 rr 4 65520 -"
 	"rr6 rr 6 65520 -"
 	"crr4 crr 4 65520 -"
 	"crr6 crr 6 65520 -"
+	"urr4 urr 4 65520 -"
+	"urr6 urr 6 65520 -"
 	"ping4 ping 4 65520 -"
 	"ping6 ping 6 65520 -"
 )
@@ -333,7 +359,20 @@ AS_USER=(ip netns exec "$H" setpriv --reuid="$RUN_UID" --regid="$RUN_GID"
 TOTAL=0
 DONE=0
 
-# forwarded_client RUNDIR FAMILY DIR: iperf3 from the remote namespace to the
+# guest_listening DAEMON_PID: the iperf3 server in the namespace under test
+# listens (pasta's children run in that namespace; guest.pid does not help,
+# pasta gives its command a PID namespace of its own). A client that came
+# before it would get a connection that pasta accepted and then closed
+# ("control socket has closed unexpectedly"), not a refusal to retry.
+guest_listening() {
+	local p
+	for p in $(descendants "$1"); do
+		[ -n "$(nsenter -t "$p" -n ss -Hltn "sport = :$IPERF_PORT" 2> /dev/null)" ] && return 0
+	done
+	return 1
+}
+
+# forwarded_client RUNDIR FAMILY DIR DAEMON_PID: iperf3 from the remote namespace to the
 # host's address, forwarded by pasta's -t to the server in the namespace
 # (DIR out: -R, the namespace sends). Retries while the server is not
 # listening yet (at most about 3 s); the JSON goes to RUNDIR/client.json.
@@ -343,6 +382,7 @@ forwarded_client() {
 	local c=(timeout -k 2 $((TIME + 25)) iperf3 -J -c "$host" -p "$IPERF_PORT" -t "$TIME" -O 0
 		--connect-timeout 1500)
 	[ "$3" = out ] && c+=(-R)
+	wait_for 50 guest_listening "$4" || log "iperf3 server in the namespace not listening"
 	for ((i = 0; i < 15; i++)); do
 		ip netns exec "$R" "${c[@]}" > "$rd/client.json" 2> "$rd/client.err"
 		grep -q '"error"' "$rd/client.json" || return 0
@@ -351,9 +391,27 @@ forwarded_client() {
 	done
 }
 
-# run_one CELL KIND FAMILY MTU DIR TOOL REP
+# spliced_client RUNDIR FAMILY DAEMON_PID: iperf3 from the host namespace's loopback
+# to the server in the namespace, forwarded by pasta's -t (spliced, never
+# through the tap). Retries like forwarded_client; the JSON goes to
+# RUNDIR/client.json.
+spliced_client() {
+	local rd=$1 host=127.0.0.1 i
+	[ "$2" = 6 ] && host=::1
+	local c=(timeout -k 2 $((TIME + 25)) iperf3 -J -c "$host" -p "$IPERF_PORT" -t "$TIME" -O 0
+		--connect-timeout 1500)
+	wait_for 50 guest_listening "$3" || log "iperf3 server in the namespace not listening"
+	for ((i = 0; i < 15; i++)); do
+		ip netns exec "$H" "${c[@]}" > "$rd/client.json" 2> "$rd/client.err"
+		grep -q '"error"' "$rd/client.json" || return 0
+		grep -qiE 'refused|reset' "$rd/client.json" || return 0
+		sleep 0.2
+	done
+}
+
+# run_one CELL KIND FAMILY MTU DIR TOOL REP ARG
 run_one() {
-	local cell=$1 kind=$2 fam=$3 mtu=$4 dir=$5 tool=$6 rep=$7
+	local cell=$1 kind=$2 fam=$3 mtu=$4 dir=$5 tool=$6 rep=$7 arg=${8:--}
 	local rd=$TMP/run.$DONE dst srvt= gpid gt= dpid= dt= cmd=() state
 	local idle= cpu0= cpu1= hwm= rc summary
 	mkdir -p "$rd" && chmod 0777 "$rd"
@@ -364,7 +422,7 @@ run_one() {
 		DONE=$((DONE + 1))
 		return
 	fi
-	if [ "$kind" = tput-in ] && [ "$tool" = slirp ]; then
+	if [[ $kind =~ ^(tput-in|splice-in|splice-out)$ ]] && [ "$tool" = slirp ]; then
 		emit "$cell" "$tool" "$rep" status "n/a: no port forwarding in this harness"
 		DONE=$((DONE + 1))
 		return
@@ -380,24 +438,49 @@ run_one() {
 			--connect-timeout 1500)
 		[ "$dir" = down ] && cmd+=(-R)
 		;;
-	rr | crr)
-		ip netns exec "$R" "$PY" "$TMP/rr.py" server --port "$RR_PORT" --ready "$rd/srv.ready" \
-			> "$rd/server.log" 2>&1 &
+	udp)
+		# Bound to the far address: a wildcard UDP server would answer
+		# from the veth's address, which the client does not accept.
+		ip netns exec "$R" iperf3 -s -1 -B "$dst" -p "$IPERF_PORT" > "$rd/server.log" 2>&1 &
+		track $!; srvt=$LAST
+		wait_for 50 ns_listening "$R" "$IPERF_PORT" || log "iperf3 server not listening"
+		cmd=(timeout -k 2 $((TIME + 25)) iperf3 -J -u -l "${arg%@*}" -b "${arg#*@}" -c "$dst"
+			-p "$IPERF_PORT" -t "$TIME" -O 0 --connect-timeout 1500)
+		[ "$dir" = down ] && cmd+=(-R)
+		;;
+	rr | crr | urr)
+		# Bound to the far address (UDP replies must come from it).
+		ip netns exec "$R" "$PY" "$TMP/rr.py" server --port "$RR_PORT" --bind "$dst" \
+			--ready "$rd/srv.ready" > "$rd/server.log" 2>&1 &
 		track $!; srvt=$LAST
 		wait_for 50 test -e "$rd/srv.ready" || log "request/response server not ready"
+		local mode=$kind
+		[ "$kind" = urr ] && mode=udp_rr
 		cmd=(timeout -k 2 $((TIME + 15)) "$PY" "$TMP/rr.py" client --host "$dst" --port "$RR_PORT"
-			--mode "$kind" --time "$TIME")
+			--mode "$mode" --time "$TIME")
 		;;
 	ping)
 		cmd=(timeout -k 2 10 ping "-$fam" -n -c 50 -i 0.01 -W 1 -w 3 "$dst")
 		;;
-	tput-in)
+	tput-in | splice-in)
 		# The server runs in the namespace, behind pasta's -t.
 		cmd=(timeout -k 2 $((TIME + 25)) iperf3 -s -1 -p "$IPERF_PORT")
 		;;
+	splice-out)
+		# The server runs on the host namespace's loopback, behind -T; the
+		# client in the namespace connects to the namespace's loopback.
+		ip netns exec "$H" iperf3 -s -1 -p "$IPERF_PORT" > "$rd/server.log" 2>&1 &
+		track $!; srvt=$LAST
+		wait_for 50 ns_listening "$H" "$IPERF_PORT" || log "iperf3 server not listening"
+		dst=127.0.0.1
+		[ "$fam" = 6 ] && dst=::1
+		cmd=(timeout -k 2 $((TIME + 25)) iperf3 -J -c "$dst" -p "$IPERF_PORT" -t "$TIME" -O 0
+			--connect-timeout 1500)
+		;;
 	esac
 	local fwd=()
-	[ "$kind" = tput-in ] && fwd=(-t "$IPERF_PORT")
+	[[ $kind =~ ^(tput-in|splice-in)$ ]] && fwd=(-t "$IPERF_PORT")
+	[ "$kind" = splice-out ] && fwd=(-T "$IPERF_PORT")
 
 	# The namespace under test, connected by the tool; the guest script
 	# waits for a "go" so that idle memory and CPU can be read first.
@@ -437,7 +520,8 @@ run_one() {
 		cpu0=$(cputicks "$dpid")
 	fi
 	echo go > "$rd/go"
-	[ "$state" = ok ] && [ "$kind" = tput-in ] && forwarded_client "$rd" "$fam" "$dir"
+	[ "$state" = ok ] && [ "$kind" = tput-in ] && forwarded_client "$rd" "$fam" "$dir" "$dpid"
+	[ "$state" = ok ] && [ "$kind" = splice-in ] && spliced_client "$rd" "$fam" "$dpid"
 	rc=skipped
 	if [ "$state" = ok ]; then
 		if wait_for $(((TIME + 40) * 10)) test -e "$rd/done"; then
@@ -462,7 +546,7 @@ run_one() {
 	fi
 	# A one-off iperf3 server ends after its test; anything else is ended.
 	if [ -n "$srvt" ]; then
-		[ "$kind" = tput ] && [ "$rc" = 0 ] && wait_for 30 gone "$srvt"
+		[[ $kind =~ ^(tput|udp|splice-out)$ ]] && [ "$rc" = 0 ] && wait_for 30 gone "$srvt"
 		end_tracked "$srvt"
 	fi
 
@@ -491,7 +575,7 @@ for c in "${CELLS[@]}"; do
 	set -- $c
 	for ((rep = 1; rep <= REPS; rep++)); do
 		for tool in "${TOOLS[@]}"; do
-			run_one "$1" "$2" "$3" "$4" "$5" "$tool" "$rep"
+			run_one "$1" "$2" "$3" "$4" "$5" "$tool" "$rep" "${6:--}"
 		done
 	done
 done

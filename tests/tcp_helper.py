@@ -304,6 +304,25 @@ def op_refused(o):
     return {"err": "connected", "secs": time.monotonic() - t0}
 
 
+def op_until_refused(o):
+    """Connects every 0.05 s until a connection is refused, for at most
+    `within` seconds (connections that get through are closed)."""
+    t0 = time.monotonic()
+    last = "none"
+    while time.monotonic() - t0 < o["within"]:
+        try:
+            s = connect(o["host"], o["port"], timeout=1.0)
+        except ConnectionRefusedError:
+            return {"refused": True, "secs": time.monotonic() - t0}
+        except Exception as e:
+            last = err_name(e)
+        else:
+            s.close()
+            last = "connected"
+        time.sleep(0.05)
+    return {"refused": False, "secs": time.monotonic() - t0, "last": last}
+
+
 def op_rst_recv(o):
     s = connect(o["host"], o["port"])
     try:
@@ -509,6 +528,7 @@ OPS = {
     "upload": op_upload,
     "download": op_download,
     "refused": op_refused,
+    "until_refused": op_until_refused,
     "rst_recv": op_rst_recv,
     "rst_send": op_rst_send,
     "halfclose": op_halfclose,

@@ -50,7 +50,12 @@
 //! - submodules: [`passt`] (start a foreground passt: [`passt::start_passt`]),
 //!   [`guest`] (a namespace bridged to passt's socket, the guest a VM would
 //!   be: [`guest::PasstGuest`]), [`tcp`] (the TCP helper and the scenarios
-//!   shared by pasta's and passt's TCP tests), [`json`].
+//!   shared by pasta's and passt's TCP tests), [`udp`] (the UDP echo
+//!   helper and the UDP scenarios), [`pasta`] (pasta's namespace as the
+//!   guest of those scenarios, or held open for programs started later),
+//!   [`json`].
+//! - the host's resolver: [`Rig::set_resolv_conf`] replaces what the host
+//!   namespace's `/etc/resolv.conf` says (pasta reads it at start).
 //!
 //! The binaries under test are [`pasta_bin`] and [`passt_bin`]; the
 //! environment variables `PASST_RS_TEST_PASTA` / `PASST_RS_TEST_PASST`
@@ -64,7 +69,9 @@
 pub mod guest;
 pub mod json;
 pub mod passt;
+pub mod pasta;
 pub mod tcp;
+pub mod udp;
 
 use std::ffi::OsStr;
 use std::fs;
@@ -166,6 +173,8 @@ fn package_of(tool: &str) -> &'static str {
         "socat" => "socat",
         "python3" => "python3",
         "sha256sum" | "head" => "coreutils",
+        "dig" => "dnsutils",
+        "dnsmasq" => "dnsmasq-base",
         _ => "the package that ships it",
     }
 }
@@ -690,6 +699,14 @@ impl Rig {
     /// `name` inside [`Rig::tmp_dir`].
     pub fn tmp_path(&self, name: &str) -> PathBuf {
         self.tmp.join(name)
+    }
+
+    /// Replaces the host namespace's `/etc/resolv.conf` (by default
+    /// `nameserver` [`NAMESERVER`], `search` [`SEARCH_DOMAIN`]) with
+    /// `content`, for the commands started from now on: `ip netns exec`
+    /// bind-mounts `/etc/netns/<host>/resolv.conf` over it for each.
+    pub fn set_resolv_conf(&self, content: &str) {
+        fs::write(self.etc.join("resolv.conf"), content).expect("write the host's resolv.conf");
     }
 
     /// `argv` run as root inside the namespace `ns` (`ip netns exec`, which

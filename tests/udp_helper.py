@@ -1,0 +1,201 @@
+"""UDP test helper for tests/udp.rs and friends: echo servers and clients
+that report the addresses and ports they saw.
+
+Usage: python3 udp_helper.py serve SPEC | client OPS   (both JSON)
+
+serve: SPEC {"ready": FILE, "listen": [{"host": H, "port": P}, ...]}.
+  Every datagram is sent back unchanged to where it came from, from the
+  listening socket, and reported as one line
+  "RESULT {"port": P, "peer": ADDR, "peer_port": N, "len": N, "sha": HEX}".
+  FILE is created once every socket is bound. A listener ends after IDLE
+  seconds without a datagram; the server ends when all have.
+
+client: OPS, a list of operations, each reported as one "RESULT <json>"
+  line; the exit status is 1 if one of them raised. Every wait is bounded.
+  echo     {"host", "port", "sizes": [N, ...], "bind"?, "bind_port"?,
+            "within"?: seconds per datagram (default 5), "wait"?: seconds
+            before sending again (default 0.25)}
+           One unconnected socket (bound to bind:bind_port if given) sends
+           a random datagram of each size until the same bytes come back;
+           reports "local_port" and, per size, where the reply came from,
+           how many sends it took and how long ("from", "from_port",
+           "tries", "secs"), or "error" (then the sizes after it are not
+           tried, and the exit status is 1).
+  refused  {"host", "port", "within"}: a connected socket sends a datagram
+           every 0.1 s until one fails with ECONNREFUSED (an ICMP port
+           unreachable came back); "outcome" is "refused", "reply" (an
+           answer came) or "timeout", with "secs".
+"""
+import errno
+import hashlib
+import json
+import os
+import socket
+import sys
+import threading
+import time
+
+IDLE = 30.0
+BUF = 65536
+
+
+def result(**kw):
+    print("RESULT " + json.dumps(kw), flush=True)
+
+
+def family(host):
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def unmap(addr):
+    return addr[7:] if addr.startswith("::ffff:") else addr
+
+
+def err_name(e):
+    if isinstance(e, (TimeoutError, socket.timeout)):
+        return "timeout"
+    if isinstance(e, OSError) and e.errno:
+        return errno.errorcode.get(e.errno, str(e.errno))
+    return "%s: %s" % (type(e).__name__, e)
+
+
+def touch(path):
+    with open(path + ".tmp", "w") as f:
+        f.write("1\n")
+    os.rename(path + ".tmp", path)
+
+
+def echo_loop(s, port):
+    s.settimeout(IDLE)
+    while True:
+        try:
+            data, peer = s.recvfrom(BUF)
+        except (TimeoutError, socket.timeout):
+            return
+        except OSError as e:
+            # An ICMP error for an earlier reply (the client went away).
+            print("ERROR port %d: %s" % (port, err_name(e)), file=sys.stderr, flush=True)
+            continue
+        try:
+            s.sendto(data, peer)
+        except OSError as e:
+            print("ERROR port %d: reply: %s" % (port, err_name(e)), file=sys.stderr, flush=True)
+        result(port=port, peer=unmap(peer[0]), peer_port=peer[1], len=len(data),
+               sha=hashlib.sha256(data).hexdigest())
+
+
+def serve(spec):
+    threads = []
+    for l in spec["listen"]:
+        host = l["host"]
+        s = socket.socket(family(host), socket.SOCK_DGRAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if host == "::":
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        s.bind((host, l["port"]))
+        threads.append(threading.Thread(target=echo_loop, args=(s, l["port"]), daemon=True))
+    for t in threads:
+        t.start()
+    touch(spec["ready"])
+    for t in threads:
+        t.join()
+
+
+def op_echo(o):
+    host, port = o["host"], o["port"]
+    within, wait = o.get("within", 5.0), o.get("wait", 0.25)
+    s = socket.socket(family(host), socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    if "bind" in o or "bind_port" in o:
+        s.bind((o.get("bind", ""), o.get("bind_port", 0)))
+    else:
+        s.bind(("::" if family(host) == socket.AF_INET6 else "0.0.0.0", 0))
+    local_port = s.getsockname()[1]
+    replies = []
+    try:
+        for size in o["sizes"]:
+            data = os.urandom(size)
+            t0 = time.monotonic()
+            deadline = t0 + within
+            tries, got, last = 0, None, "timeout"
+            while got is None and time.monotonic() < deadline:
+                s.sendto(data, (host, port))
+                tries += 1
+                until = min(deadline, time.monotonic() + wait)
+                while time.monotonic() < until:
+                    s.settimeout(max(0.001, until - time.monotonic()))
+                    try:
+                        back, peer = s.recvfrom(BUF)
+                    except (TimeoutError, socket.timeout):
+                        break
+                    except OSError as e:
+                        last = err_name(e)
+                        time.sleep(0.05)
+                        break
+                    if back == data:
+                        got = peer
+                        break
+                    last = "a different %d-byte datagram from %s" % (len(back), peer[:2])
+            r = {"size": size, "tries": tries, "secs": time.monotonic() - t0}
+            if got is None:
+                r["error"] = "no echo within %.1f s (last: %s)" % (within, last)
+                replies.append(r)
+                break  # the next sizes would fail the same way, slower
+            r["from"] = unmap(got[0])
+            r["from_port"] = got[1]
+            replies.append(r)
+    finally:
+        s.close()
+    return {"local_port": local_port, "replies": replies}
+
+
+def op_refused(o):
+    host, port = o["host"], o["port"]
+    s = socket.socket(family(host), socket.SOCK_DGRAM)
+    s.connect((host, port))
+    t0 = time.monotonic()
+    outcome = "timeout"
+    try:
+        while time.monotonic() - t0 < o["within"]:
+            try:
+                s.send(b"x")
+                s.settimeout(0.1)
+                s.recv(BUF)
+                outcome = "reply"
+                break
+            except ConnectionRefusedError:
+                outcome = "refused"
+                break
+            except (TimeoutError, socket.timeout):
+                continue
+    finally:
+        s.close()
+    return {"outcome": outcome, "secs": time.monotonic() - t0}
+
+
+OPS = {"echo": op_echo, "refused": op_refused}
+
+
+def client(ops):
+    status = 0
+    for o in ops:
+        try:
+            facts = OPS[o["op"]](o)
+            if any("error" in r for r in facts.get("replies", [])):
+                status = 1
+        except Exception as e:
+            facts = {"error": err_name(e)}
+            status = 1
+        facts["op"] = o["op"]
+        host = o.get("host", "")
+        facts["to"] = ("[%s]:%s" if ":" in host else "%s:%s") % (host, o.get("port"))
+        result(**facts)
+    sys.exit(status)
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "serve":
+        serve(json.loads(sys.argv[2]))
+    else:
+        client(json.loads(sys.argv[2]))
