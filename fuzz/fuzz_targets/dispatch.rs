@@ -3,6 +3,10 @@
 //! detached link. The process first moves into an empty network namespace
 //! of its own (no interfaces, no routes: root is needed, as for the tests),
 //! so an echo request the fuzzer makes up can never leave the machine.
+//! Guest UDP datagrams (other than to the DHCP servers) now reach the UDP
+//! flows too: their sockets are created in that empty namespace, so the
+//! connect to the translated destination fails (no route) or the datagram
+//! goes nowhere; nothing leaves the machine either.
 
 #![no_main]
 
