@@ -19,7 +19,9 @@
 //!   port (UDP keeps it);
 //! - `-u` from the host's loopback (the spliced UDP relay): echoes through
 //!   `-u 5001` and the remapped `-u 5000:6000` come back from the port the
-//!   client sent to, and the namespace's server saw the client's port.
+//!   client sent to, and the namespace's server saw the client's port;
+//! - `--host-lo-to-ns-lo`: the same `-t` and `-u` paths reach the
+//!   namespace's server from the namespace's loopback address.
 //!
 //! Clients and servers are tests/tcp_helper.py and tests/udp_helper.py.
 
@@ -107,6 +109,8 @@ family_tests! {
     splice_udp_namespace_loopback_to_host_loopback_through_capital_u => udp_out_spliced;
     splice_udp_host_loopback_to_namespace_through_u_replies_from_the_forwarded_port => udp_in_spliced;
     splice_udp_no_splice_still_forwards_host_loopback_through_the_tap => udp_in_no_splice;
+    splice_tcp_host_lo_to_ns_lo_reaches_the_namespace_loopback => tcp_in_to_ns_lo;
+    splice_udp_host_lo_to_ns_lo_reaches_the_namespace_loopback => udp_in_to_ns_lo;
 }
 
 // ---------------------------------------------------------------------------
@@ -173,6 +177,12 @@ fn tcp_in_no_splice(fam: Fam) {
     let opts = ["--no-splice", "-t", "5001,5002"];
     let why = "through the tap, the host's loopback appears as the gateway";
     tcp_in(As::User, fam, &opts, 8 << 20, fam.gw(), why);
+}
+
+fn tcp_in_to_ns_lo(fam: Fam) {
+    let opts = ["--host-lo-to-ns-lo", "-t", "5001,5002"];
+    let why = "--host-lo-to-ns-lo: the namespace's socket connects to its loopback";
+    tcp_in(As::User, fam, &opts, 8 << 20, fam.lo(), why);
 }
 
 /// `-T 5003,5004`: a client in the namespace uploads 32 MiB to a server on
@@ -282,6 +292,11 @@ fn udp_in(fam: Fam, opts: &[&str], peer: &str) {
 
 fn udp_in_spliced(fam: Fam) {
     udp_in(fam, &["-u", "5001", "-u", "5000:6000"], fam.host());
+}
+
+fn udp_in_to_ns_lo(fam: Fam) {
+    let opts = ["--host-lo-to-ns-lo", "-u", "5001", "-u", "5000:6000"];
+    udp_in(fam, &opts, fam.lo());
 }
 
 fn udp_in_no_splice(fam: Fam) {

@@ -811,6 +811,16 @@ mod socket_tests {
             });
         }
 
+        /// One IPv6 guest datagram from `src_port` to `dst`.
+        fn guest6(&mut self, src_port: u16, dst: SocketAddr, payload: &[u8]) {
+            let src = IpAddr::V6(self.config.ip6.as_ref().unwrap().addr);
+            let frame = guest_frame(src, src_port, dst, payload);
+            self.with_ctx(|udp, flows, _, ctx| {
+                udp.from_guest(flows, ctx, &wire::parse_datagram(&frame).unwrap());
+                udp.flush(flows);
+            });
+        }
+
         /// Handles the ready sockets until none is.
         fn events(&mut self) {
             let mut ready: Vec<Ready> = Vec::new();
@@ -979,6 +989,22 @@ mod socket_tests {
             rig.events();
             assert_eq!(rig.sent().len(), 1);
             assert_eq!(rig.flows.len(), 1);
+        });
+    }
+
+    #[test]
+    fn udp_forwards_port_65535() {
+        in_private_netns(|| {
+            let mut rig = Rig::new(&["-u", "65535"], 16);
+            let client = UdpSocket::bind("[::1]:0").unwrap();
+            client.send_to(b"top", "[::1]:65535").unwrap();
+            rig.events();
+            let sent = rig.sent();
+            assert_eq!(sent.len(), 1);
+            assert_eq!(sent[0].1.port(), 65535);
+            rig.guest6(65535, sent[0].0, b"back");
+            let (reply, from) = recv(&client);
+            assert_eq!((&reply[..], from.port()), (&b"back"[..], 65535));
         });
     }
 
