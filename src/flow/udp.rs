@@ -54,6 +54,8 @@ const RECV_ROUNDS: usize = 8;
 const SLOT: usize = crate::link::MAX_FRAME + crate::wire::ip::IPV6_LEN - crate::wire::ip::IPV4_LEN;
 /// Guest payload bytes staged per link batch, at most.
 const STAGE_BYTES: usize = 4 << 20;
+/// Guest datagrams staged per link batch, at most (a batch's frames).
+const STAGE_DATAGRAMS: usize = 1024;
 /// The DHCP and DHCPv6 server ports: what the local services do not answer
 /// there goes nowhere.
 const DHCP_PORT: u16 = 67;
@@ -129,7 +131,7 @@ impl UdpFlows {
     pub fn new() -> UdpFlows {
         UdpFlows {
             stage: Vec::with_capacity(STAGE_BYTES),
-            staged: Vec::with_capacity(MAX_BATCH),
+            staged: Vec::with_capacity(STAGE_DATAGRAMS),
             rx: vec![0; RECV_BATCH * SLOT].into_boxed_slice(),
             counters: UdpCounters::default(),
         }
@@ -168,7 +170,7 @@ impl UdpFlows {
     }
 
     fn stage(&mut self, flows: &mut Flows, id: FlowId, payload: &[u8]) {
-        if self.stage.len() + payload.len() > STAGE_BYTES || self.staged.len() == MAX_BATCH * 16 {
+        if self.stage.len() + payload.len() > STAGE_BYTES || self.staged.len() == STAGE_DATAGRAMS {
             self.flush(flows);
         }
         let start = self.stage.len();
