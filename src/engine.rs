@@ -213,10 +213,11 @@ impl Engine {
     pub fn on_link_readable(&mut self, events: &EventLoop) -> io::Result<LinkState> {
         loop {
             let stop = self.core.link.read_batch(&mut self.batch)?;
-            for frame in self.batch.iter() {
-                self.core.dispatch(frame, events);
+            for (index, frame) in self.batch.iter().enumerate() {
+                self.core.dispatch(frame, index, events);
             }
-            self.core.end_of_batch(events);
+            let batch = &self.batch;
+            self.core.end_of_batch(events, |i| batch.get(i));
             match stop {
                 ReadStop::BatchFull => continue,
                 ReadStop::Drained => return Ok(LinkState::Open),
@@ -266,8 +267,9 @@ impl Engine {
     /// Handles one guest frame as if the link had delivered it (the fuzz
     /// target of the dispatcher drives the engine through this).
     pub fn handle_guest_frame(&mut self, frame: &[u8], events: &EventLoop) {
-        self.core.dispatch(frame, events);
-        self.core.end_of_batch(events);
+        self.core.dispatch(frame, 0, events);
+        self.core
+            .end_of_batch(events, |i| (i == 0).then_some(frame));
     }
 
     /// A flow's socket (or a forwarded port's socket) is ready.
@@ -335,7 +337,8 @@ struct Handlers<'a> {
 }
 
 impl Core {
-    fn dispatch(&mut self, frame: &[u8], events: &EventLoop) {
+    /// Handles `frame`, frame `index` of the link batch.
+    fn dispatch(&mut self, frame: &[u8], index: usize, events: &EventLoop) {
         let class = wire::classify(frame);
         if class == FrameClass::Malformed {
             self.drops.malformed += 1;
@@ -346,10 +349,10 @@ impl Core {
         let handled = match class {
             FrameClass::Arp => self.serve(services::arp::answer, frame),
             FrameClass::Ipv4(PROTO_UDP) => {
-                self.serve(services::dhcp::answer, frame) || self.udp(frame, events)
+                self.serve(services::dhcp::answer, frame) || self.udp(frame, index, events)
             }
             FrameClass::Ipv6(PROTO_UDP) => {
-                self.serve(services::dhcpv6::answer, frame) || self.udp(frame, events)
+                self.serve(services::dhcpv6::answer, frame) || self.udp(frame, index, events)
             }
             FrameClass::Ipv4(PROTO_ICMP) => self.echo(frame, events),
             FrameClass::Ipv4(PROTO_TCP) | FrameClass::Ipv6(PROTO_TCP) => self.tcp(frame, events),
@@ -423,25 +426,27 @@ impl Core {
     }
 
     /// A UDP datagram goes to its flow (sent at the end of the batch).
-    fn udp(&mut self, frame: &[u8], events: &EventLoop) -> bool {
+    fn udp(&mut self, frame: &[u8], index: usize, events: &EventLoop) -> bool {
         if !self.config.services.udp {
             return false;
         }
         match wire::udp::parse_datagram(frame) {
             Some(dgram) => {
                 self.guest_addrs.learn(dgram.src);
-                self.with_flows(events, |h, ctx| h.udp.from_guest(h.flows, ctx, &dgram));
+                self.with_flows(events, |h, ctx| {
+                    h.udp.from_guest(h.flows, ctx, &dgram, index)
+                });
                 true
             }
             None => false,
         }
     }
 
-    /// After a batch of guest frames: staged datagrams go out, due ACKs
-    /// too.
-    fn end_of_batch(&mut self, events: &EventLoop) {
+    /// After a batch of guest frames (`frames` by index): staged datagrams
+    /// go out, due ACKs too.
+    fn end_of_batch<'f>(&mut self, events: &EventLoop, frames: impl Fn(usize) -> Option<&'f [u8]>) {
         self.with_flows(events, |h, ctx| {
-            h.udp.flush(h.flows);
+            h.udp.flush(h.flows, frames);
             h.tcp.flush_acks(h.flows, ctx);
         });
     }

@@ -14,10 +14,12 @@
 //!   the guest (through the link), or, for pasta's loopback paths, a
 //!   socket connected inside the other namespace (a relay per datagram).
 //!
-//! Batching: guest datagrams of one link batch are staged and sent with
-//! `sendmmsg` per flow at the end of the batch ([`UdpFlows::flush`]);
-//! sockets are read with `recvmmsg`, straight into frame buffers whose
-//! headers are then written in front of each payload.
+//! Batching: guest datagrams of one link batch are staged (by frame
+//! index and payload range: nothing is copied) and sent with `sendmmsg`
+//! per flow at the end of the batch ([`UdpFlows::flush`], straight from
+//! the batch's frames); sockets are read with `recvmmsg`, straight into
+//! frame buffers whose headers are then written in front of each
+//! payload.
 //!
 //! Invariants: a flow has at most one connected socket (its token's fd);
 //! the staging area and receive buffers are allocated once and never grow;
@@ -28,6 +30,7 @@
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::ops::Range;
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
@@ -52,9 +55,8 @@ const RECV_ROUNDS: usize = 8;
 /// One receive slot: the largest frame toward the guest, plus the room an
 /// IPv4 payload received at the IPv6 offset needs.
 const SLOT: usize = crate::link::MAX_FRAME + crate::wire::ip::IPV6_LEN - crate::wire::ip::IPV4_LEN;
-/// Guest payload bytes staged per link batch, at most.
-const STAGE_BYTES: usize = 4 << 20;
-/// Guest datagrams staged per link batch, at most (a batch's frames).
+/// Guest datagrams staged at most (a batch's frames; a longer batch
+/// would only mean more `sendmmsg` calls).
 const STAGE_DATAGRAMS: usize = 1024;
 /// The DHCP and DHCPv6 server ports: what the local services do not answer
 /// there goes nowhere.
@@ -104,17 +106,17 @@ pub struct UdpCounters {
     pub dropped_oversize: u64,
 }
 
-/// One staged guest datagram: its flow and its bytes in the staging area.
+/// One staged guest datagram: its flow, the index of its frame in the
+/// link batch and where its payload is in that frame.
 struct Staged {
     id: FlowId,
-    start: usize,
-    len: usize,
+    frame: usize,
+    payload: Range<usize>,
 }
 
 /// The UDP flows' shared buffers and counters (the flows themselves live in
 /// the flow table).
 pub struct UdpFlows {
-    stage: Vec<u8>,
     staged: Vec<Staged>,
     /// [`RECV_BATCH`] slots of [`SLOT`] bytes.
     rx: Box<[u8]>,
@@ -130,16 +132,21 @@ impl Default for UdpFlows {
 impl UdpFlows {
     pub fn new() -> UdpFlows {
         UdpFlows {
-            stage: Vec::with_capacity(STAGE_BYTES),
             staged: Vec::with_capacity(STAGE_DATAGRAMS),
             rx: vec![0; RECV_BATCH * SLOT].into_boxed_slice(),
             counters: UdpCounters::default(),
         }
     }
 
-    /// A guest datagram: staged for its flow (opened if new); sent by
-    /// [`UdpFlows::flush`].
-    pub fn from_guest(&mut self, flows: &mut Flows, ctx: &mut Ctx<'_>, dgram: &Datagram<'_>) {
+    /// A guest datagram, from frame `frame` of the link batch: staged for
+    /// its flow (opened if new); sent by [`UdpFlows::flush`].
+    pub fn from_guest(
+        &mut self,
+        flows: &mut Flows,
+        ctx: &mut Ctx<'_>,
+        dgram: &Datagram<'_>,
+        frame: usize,
+    ) {
         if !acceptable(dgram) {
             self.counters.dropped_invalid += 1;
             log::debug!(
@@ -166,25 +173,22 @@ impl UdpFlows {
                 None => return,
             },
         };
-        self.stage(flows, id, dgram.payload);
-    }
-
-    fn stage(&mut self, flows: &mut Flows, id: FlowId, payload: &[u8]) {
-        if self.stage.len() + payload.len() > STAGE_BYTES || self.staged.len() == STAGE_DATAGRAMS {
-            self.flush(flows);
+        if self.staged.len() < STAGE_DATAGRAMS {
+            let at = dgram.payload_at;
+            self.staged.push(Staged {
+                id,
+                frame,
+                payload: at..at + dgram.payload.len(),
+            });
+        } else {
+            self.counters.dropped_send += 1;
         }
-        let start = self.stage.len();
-        self.stage.extend_from_slice(payload);
-        self.staged.push(Staged {
-            id,
-            start,
-            len: payload.len(),
-        });
     }
 
     /// Sends the staged guest datagrams, one `sendmmsg` per run of
-    /// datagrams of the same flow.
-    pub fn flush(&mut self, flows: &mut Flows) {
+    /// datagrams of the same flow; `frames` gives the link batch's frames
+    /// by index.
+    pub fn flush<'f>(&mut self, flows: &mut Flows, frames: impl Fn(usize) -> Option<&'f [u8]>) {
         let mut at = 0;
         while at < self.staged.len() {
             let id = self.staged[at].id;
@@ -195,14 +199,13 @@ impl UdpFlows {
                 .count();
             let datagrams: Vec<&[u8]> = self.staged[at..at + run]
                 .iter()
-                .map(|s| &self.stage[s.start..s.start + s.len])
+                .filter_map(|s| frames(s.frame)?.get(s.payload.clone()))
                 .collect();
             let sent = send_toward_host(flows, id, &datagrams);
             self.counters.dropped_send += (run - sent) as u64;
             at += run;
         }
         self.staged.clear();
-        self.stage.clear();
     }
 
     /// A guest datagram for a new flow: a host socket bound to the guest's
@@ -805,22 +808,23 @@ mod socket_tests {
                 .iter()
                 .map(|p| guest_frame(self.guest_addr(), src_port, dst, p))
                 .collect();
+            self.batch(&frames);
+        }
+
+        /// `frames` as one link batch.
+        fn batch(&mut self, frames: &[Vec<u8>]) {
             self.with_ctx(|udp, flows, _, ctx| {
-                for frame in &frames {
-                    udp.from_guest(flows, ctx, &wire::parse_datagram(frame).unwrap());
+                for (i, frame) in frames.iter().enumerate() {
+                    udp.from_guest(flows, ctx, &wire::parse_datagram(frame).unwrap(), i);
                 }
-                udp.flush(flows);
+                udp.flush(flows, |i| frames.get(i).map(|f| &f[..]));
             });
         }
 
         /// One IPv6 guest datagram from `src_port` to `dst`.
         fn guest6(&mut self, src_port: u16, dst: SocketAddr, payload: &[u8]) {
             let src = IpAddr::V6(self.config.ip6.as_ref().unwrap().addr);
-            let frame = guest_frame(src, src_port, dst, payload);
-            self.with_ctx(|udp, flows, _, ctx| {
-                udp.from_guest(flows, ctx, &wire::parse_datagram(&frame).unwrap());
-                udp.flush(flows);
-            });
+            self.batch(&[guest_frame(src, src_port, dst, payload)]);
         }
 
         /// Handles the ready sockets until none is.
@@ -927,12 +931,7 @@ mod socket_tests {
                     guest_frame(rig.guest_addr(), GUEST_PORT, to, p)
                 })
                 .collect();
-            rig.with_ctx(|udp, flows, _, ctx| {
-                for frame in &frames {
-                    udp.from_guest(flows, ctx, &wire::parse_datagram(frame).unwrap());
-                }
-                udp.flush(flows);
-            });
+            rig.batch(&frames);
             let expected: Vec<&Vec<u8>> = payloads
                 .iter()
                 .enumerate()

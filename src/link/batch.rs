@@ -92,6 +92,11 @@ impl FrameBatch {
     pub fn iter(&self) -> impl Iterator<Item = &[u8]> {
         self.frames.iter().map(|r| &self.buf[r.clone()])
     }
+
+    /// Frame `index` of the batch.
+    pub fn get(&self, index: usize) -> Option<&[u8]> {
+        self.buf.get(self.frames.get(index)?.clone())
+    }
 }
 
 #[cfg(test)]

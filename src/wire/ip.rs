@@ -49,6 +49,8 @@ pub struct Transport<'a> {
     pub dst: IpAddr,
     /// Transport header and payload, as long as the IP length says.
     pub payload: &'a [u8],
+    /// Where `payload` starts in the frame.
+    pub payload_at: usize,
 }
 
 /// Ethernet + IP header bytes in front of a transport header.
@@ -69,8 +71,14 @@ pub fn transport(frame: &[u8], proto: u8) -> Option<Transport<'_>> {
         src_mac: [eth[6], eth[7], eth[8], eth[9], eth[10], eth[11]],
         src,
         dst,
+        payload_at: offset_in(frame, payload),
         payload,
     })
+}
+
+/// Where `inner`, a subslice of `outer`, starts in it.
+fn offset_in(outer: &[u8], inner: &[u8]) -> usize {
+    (inner.as_ptr() as usize).saturating_sub(outer.as_ptr() as usize)
 }
 
 /// Addresses and payload of an unfragmented IPv4 packet carrying `proto`.

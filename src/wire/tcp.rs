@@ -122,6 +122,7 @@ pub fn parse_segment(frame: &[u8]) -> Option<Segment<'_>> {
         src,
         dst,
         payload: segment,
+        ..
     } = ip::transport(frame, PROTO_TCP)?;
     let (tcp, _) = segment.split_first_chunk::<TCP_LEN>()?;
     let header_len = usize::from(tcp[12] >> 4) * 4;

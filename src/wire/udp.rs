@@ -35,6 +35,8 @@ pub struct Datagram<'a> {
     pub src_port: u16,
     pub dst_port: u16,
     pub payload: &'a [u8],
+    /// Where `payload` starts in the frame.
+    pub payload_at: usize,
 }
 
 /// Ethernet + IP + UDP header bytes: the payload of a frame completed by
@@ -60,6 +62,7 @@ pub fn parse_datagram(frame: &[u8]) -> Option<Datagram<'_>> {
         src_port: u16::from_be_bytes([udp[0], udp[1]]),
         dst_port: u16::from_be_bytes([udp[2], udp[3]]),
         payload,
+        payload_at: t.payload_at + UDP_LEN,
     })
 }
 
@@ -158,6 +161,7 @@ mod tests {
             );
             assert_eq!(d.src_mac, GUEST_MAC);
             assert_eq!(d.dst, ends(v6).src);
+            assert_eq!(&frame[d.payload_at..][..5], b"hello");
             // Ethernet padding is not payload.
             let mut padded = frame.clone();
             padded.extend_from_slice(&[0; 8]);
