@@ -16,14 +16,14 @@
 //! requests are dropped with one warning naming the sysctl.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
 use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType, ipproto};
 
 use super::table::{FlowId, FlowSide, Indexed, Pif, Protocol};
-use super::{FlowState, Flows};
+use super::{FlowState, Flows, unspecified_like};
 use crate::conf::Config;
 use crate::event::{EventLoop, Interest, Token, TokenKind};
 use crate::flow::nat;
@@ -80,13 +80,6 @@ fn guest_side(req: &EchoRequest<'_>) -> FlowSide {
         our_port: req.id,
         end_addr: req.src,
         end_port: req.id,
-    }
-}
-
-fn unspecified(like: IpAddr) -> IpAddr {
-    match like {
-        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
     }
 }
 
@@ -167,7 +160,7 @@ impl PingFlows {
         let host_dst = nat::host_destination_without_port(config, key.our_addr);
         let host = FlowSide {
             pif: Pif::Host,
-            our_addr: unspecified(host_dst),
+            our_addr: unspecified_like(host_dst),
             our_port: 0,
             end_addr: host_dst,
             end_port: 0,

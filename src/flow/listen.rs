@@ -393,11 +393,21 @@ impl<'n> Binder<'n> {
     fn bind_loopback(&self, port: u16) -> io::Result<Vec<OwnedFd>> {
         let lo4 = SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port);
         let lo6 = SocketAddr::new(Ipv6Addr::LOCALHOST.into(), port);
-        let addrs = [self.v4.then_some(lo4), self.v6.then_some(lo6)];
+        self.bind_per_family([lo4, lo6], None)
+    }
+
+    /// One IPv6-only (or IPv4) socket on each of `addrs` whose family is
+    /// enabled; an error only if none could be bound.
+    fn bind_per_family(
+        &self,
+        addrs: [SocketAddr; 2],
+        iface: Option<&str>,
+    ) -> io::Result<Vec<OwnedFd>> {
         let mut fds = Vec::new();
         let mut first_error = None;
-        for addr in addrs.into_iter().flatten() {
-            match self.bind_one(addr, true, None) {
+        let enabled = |a: &SocketAddr| if a.is_ipv4() { self.v4 } else { self.v6 };
+        for addr in addrs.into_iter().filter(enabled) {
+            match self.bind_one(addr, true, iface) {
                 Ok(fd) => fds.push(fd),
                 Err(e) => _ = first_error.get_or_insert(e),
             }
@@ -422,20 +432,7 @@ impl<'n> Binder<'n> {
                 Err(e) => log::trace!("TCP: no dual-stack listener on port {port}: {e}"),
             }
         }
-        let mut fds = Vec::new();
-        let mut first_error = None;
-        let addrs = [self.v4.then_some(any4), self.v6.then_some(any6)];
-        for addr in addrs.into_iter().flatten() {
-            match self.bind_one(addr, true, iface) {
-                Ok(fd) => fds.push(fd),
-                Err(e) => _ = first_error.get_or_insert(e),
-            }
-        }
-        match first_error {
-            Some(e) if fds.is_empty() => Err(e),
-            _ if fds.is_empty() => Err(Errno::AFNOSUPPORT.into()),
-            _ => Ok(fds),
-        }
+        self.bind_per_family([any4, any6], iface)
     }
 
     /// One listening socket on `addr`.

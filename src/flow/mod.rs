@@ -120,6 +120,14 @@ pub fn loopback_like(like: IpAddr) -> IpAddr {
     }
 }
 
+/// The unspecified address of `like`'s family.
+pub fn unspecified_like(like: IpAddr) -> IpAddr {
+    match like {
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    }
+}
+
 /// The socket address family of `addr`.
 pub fn family_of(addr: SocketAddr) -> AddressFamily {
     match addr {

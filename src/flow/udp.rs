@@ -29,7 +29,7 @@
 //! `event`, [`nat`], [`super::table`].
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
@@ -38,7 +38,7 @@ use rustix::net::{AddressFamily, SocketFlags, SocketType, ipproto, sockopt};
 
 use super::listen::{DatagramListener, Listeners};
 use super::table::{FlowId, FlowSide, Indexed, Pif, Protocol, Side};
-use super::{Ctx, FlowState, Flows, family_of, loopback_like, nat};
+use super::{Ctx, FlowState, Flows, family_of, loopback_like, nat, unspecified_like};
 use crate::event::{Interest, Token, TokenKind};
 use crate::link::{Offload, PartialChecksum};
 use crate::sys::mmsg::{self, MAX_BATCH, Received};
@@ -440,18 +440,8 @@ impl UdpFlows {
         };
         let dst = SocketAddr::new(target_addr, port);
         let namespace = ctx.namespace?;
-        let socket = match relay_socket(
-            |f| namespace.socket(f, SocketType::DGRAM),
-            dst,
-            host.end_port,
-        ) {
-            Ok(s) => s,
-            Err(e) => {
-                self.counters.socket_failures += 1;
-                log::debug!("UDP: no namespace socket to {dst}: {e}");
-                return None;
-            }
-        };
+        let make = |family| namespace.socket(family, SocketType::DGRAM);
+        let socket = self.relay_socket(make, dst, host.end_port)?;
         let guest = connected_side(Pif::Splice, &socket, dst)?;
         self.insert(
             flows,
@@ -474,15 +464,7 @@ impl UdpFlows {
         port: u16,
     ) -> Option<FlowId> {
         let dst = SocketAddr::new(loopback_like(ns_side.end_addr), port);
-        let make = |family| host_socket(family);
-        let socket = match relay_socket(make, dst, ns_side.end_port) {
-            Ok(s) => s,
-            Err(e) => {
-                self.counters.socket_failures += 1;
-                log::debug!("UDP: no host socket to {dst}: {e}");
-                return None;
-            }
-        };
+        let socket = self.relay_socket(host_socket, dst, ns_side.end_port)?;
         let host = connected_side(Pif::Host, &socket, dst)?;
         self.insert(
             flows,
@@ -492,6 +474,31 @@ impl UdpFlows {
             Indexed::Guest,
             [first, End::Socket(socket)],
         )
+    }
+
+    /// A relay socket (made by `make`) connected to `dst`, bound to the
+    /// loopback-side peer's `port` if free, else to a port the kernel
+    /// picks; `None` (counted) if it cannot be made.
+    fn relay_socket(
+        &mut self,
+        make: impl Fn(AddressFamily) -> io::Result<OwnedFd>,
+        dst: SocketAddr,
+        port: u16,
+    ) -> Option<OwnedFd> {
+        let made = make(family_of(dst)).and_then(|socket| {
+            prepare(&socket, dst)?;
+            let any = SocketAddr::new(unspecified_like(dst.ip()), port);
+            if let Err(e) = rustix::net::bind(&socket, &any) {
+                log::trace!("UDP: relay socket keeps no port {port}: {e}");
+            }
+            rustix::net::connect(&socket, &dst)?;
+            Ok(socket)
+        });
+        made.map_err(|e| {
+            self.counters.socket_failures += 1;
+            log::debug!("UDP: no relay socket to {dst}: {e}");
+        })
+        .ok()
     }
 
     /// Sends datagram `r` of flow `id`, at `headroom` in receive slot
@@ -617,26 +624,6 @@ fn outbound_socket(ctx: &Ctx<'_>, dst: SocketAddr, port: u16) -> io::Result<Owne
     let socket = host_socket(family_of(dst))?;
     prepare(&socket, dst)?;
     super::bind_outbound(ctx.config, &socket, dst.is_ipv6(), port)?;
-    rustix::net::connect(&socket, &dst)?;
-    Ok(socket)
-}
-
-/// A relay socket (made by `make`) connected to `dst`, bound to the
-/// loopback-side peer's `port` if free, else to a port the kernel picks.
-fn relay_socket(
-    make: impl Fn(AddressFamily) -> io::Result<OwnedFd>,
-    dst: SocketAddr,
-    port: u16,
-) -> io::Result<OwnedFd> {
-    let socket = make(family_of(dst))?;
-    prepare(&socket, dst)?;
-    let any = match dst {
-        SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-        SocketAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-    };
-    if let Err(e) = rustix::net::bind(&socket, &SocketAddr::new(any, port)) {
-        log::trace!("UDP: relay socket keeps no port {port}: {e}");
-    }
     rustix::net::connect(&socket, &dst)?;
     Ok(socket)
 }

@@ -32,7 +32,7 @@ mod isn;
 pub mod splice;
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
@@ -46,7 +46,7 @@ use self::splice::SplicedConns;
 use super::Ctx;
 use super::listen::{Accepted, Listeners};
 use super::table::{FlowId, FlowSide, Indexed, Pif, Protocol, Side};
-use super::{FlowState, Flows, nat};
+use super::{FlowState, Flows, nat, unspecified_like};
 use crate::conf::Config;
 use crate::event::{Interest, Ready, Token, TokenKind};
 use crate::link::{Gso, Offload, PartialChecksum};
@@ -227,7 +227,7 @@ impl TcpFlows {
         );
         let host = FlowSide {
             pif: Pif::Host,
-            our_addr: unspecified(dst.ip()),
+            our_addr: unspecified_like(dst.ip()),
             our_port: 0,
             end_addr: dst.ip(),
             end_port: dst.port(),
@@ -1225,13 +1225,6 @@ fn connectable(seg: &Segment<'_>) -> bool {
 /// A socket closed with SO_LINGER 0 sends RST instead of FIN.
 fn reset_socket(socket: &OwnedFd) {
     let _ = rustix::net::sockopt::set_socket_linger(socket, Some(Duration::ZERO));
-}
-
-fn unspecified(like: IpAddr) -> IpAddr {
-    match like {
-        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-    }
 }
 
 /// Frames toward the guest for the connection whose guest side is `side`.

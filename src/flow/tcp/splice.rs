@@ -53,7 +53,7 @@
 //! `event` (registration), `flow::table`.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
@@ -63,7 +63,7 @@ use rustix::net::{Shutdown, SocketFlags, SocketType};
 use crate::event::{EventLoop, Interest, Ready, Token, TokenKind};
 use crate::flow::listen::{Accepted, Forward};
 use crate::flow::table::{FlowId, FlowSide, Indexed, InsertError, Pif, Protocol, Side};
-use crate::flow::{Ctx, FlowState, Flows, family_of, loopback_like};
+use crate::flow::{Ctx, FlowState, Flows, family_of, loopback_like, unspecified_like};
 use crate::sys::splice::{self as sys_splice, Pipe};
 
 /// A target that has not connected after this long: both sides close
@@ -691,7 +691,7 @@ fn flow_sides(origin: &Origin, dst: SocketAddr) -> (FlowSide, FlowSide) {
             Pif::Splice => Pif::Host,
             Pif::Host | Pif::Tap => Pif::Splice,
         },
-        our_addr: unspecified(dst.ip()),
+        our_addr: unspecified_like(dst.ip()),
         our_port: 0,
         end_addr: dst.ip(),
         end_port: dst.port(),
@@ -723,13 +723,6 @@ fn record_target_address(flows: &mut Flows, id: FlowId) {
         };
         // Not indexed: nothing to collide with.
         let _ = flows.set_side(id, side, new, false);
-    }
-}
-
-fn unspecified(like: IpAddr) -> IpAddr {
-    match like {
-        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
     }
 }
 
