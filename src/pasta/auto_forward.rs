@@ -18,7 +18,7 @@
 
 use std::io;
 
-use super::bound_ports::{BoundPorts, ProcNetFiles};
+use super::bound_ports::{BoundPorts, PortScanner};
 use super::netns::NetNs;
 use crate::conf::ports::PortSet;
 use crate::conf::{Config, PortSpec};
@@ -26,13 +26,13 @@ use crate::engine::Engine;
 use crate::event::EventLoop;
 use crate::flow::listen::Forward;
 
-/// The `auto` forwards and the files to scan for them.
+/// The `auto` forwards and the scanners of the sides they follow.
 pub struct AutoForward {
     config: Config,
-    /// The namespace's files (for `-t auto` / `-u auto`).
-    namespace: Option<ProcNetFiles>,
-    /// The host's files (for `-T auto` / `-U auto`).
-    host: Option<ProcNetFiles>,
+    /// The namespace's scanner (for `-t auto` / `-u auto`).
+    namespace: Option<PortScanner>,
+    /// The host's scanner (for `-T auto` / `-U auto`).
+    host: Option<PortScanner>,
 }
 
 fn is_auto(config: &Config, forward: Forward) -> bool {
@@ -55,8 +55,8 @@ impl AutoForward {
         }
         Ok(Some(AutoForward {
             config: config.clone(),
-            namespace: inbound.then(|| ProcNetFiles::open_in(netns)).transpose()?,
-            host: outbound.then(ProcNetFiles::open_here).transpose()?,
+            namespace: inbound.then(|| PortScanner::open_in(netns)).transpose()?,
+            host: outbound.then(PortScanner::open_here).transpose()?,
         }))
     }
 
@@ -97,10 +97,10 @@ impl AutoForward {
     }
 }
 
-/// A scan of `files`, if there are files and the scan went through.
-fn scan(files: &mut Option<ProcNetFiles>) -> Option<BoundPorts> {
-    let files = files.as_mut()?;
-    match files.scan() {
+/// A scan with `scanner`, if there is one and the scan went through.
+fn scan(scanner: &mut Option<PortScanner>) -> Option<BoundPorts> {
+    let scanner = scanner.as_mut()?;
+    match scanner.scan() {
         Ok(bound) => Some(bound),
         Err(e) => {
             log::debug!("Port scan failed: {e}");

@@ -1,28 +1,40 @@
 //! Bound-port detection for pasta's `auto` forwarding (REFERENCE.md §1.7):
-//! which ports the other side listens on, read from its `/proc/net/tcp`,
-//! `tcp6` (state 0x0A, LISTEN) and `udp`, `udp6` (state 0x07, bound and
-//! not connected).
+//! which ports the other side listens on: TCP sockets in `LISTEN` (0x0A),
+//! and UDP sockets bound and not connected (0x07, `TCP_CLOSE`).
 //!
-//! [`ProcNetFiles`] holds the four files open: a `/proc/net` file keeps
-//! reporting the network namespace it was opened in, so the namespace's
-//! files are opened once by a helper thread inside it
-//! ([`ProcNetFiles::open_in`]) and re-read from offset 0 on each scan. They
-//! are opened through `/proc/thread-self/net`: `/proc/net` is
-//! `/proc/self/net`, the namespace of the process's main thread, not of the
-//! helper thread. Reading is streamed through a fixed chunk with a partial
-//! line carried across chunks; a line longer than [`MAX_LINE`] is dropped,
-//! so memory stays bounded whatever the files hold.
+//! [`PortScanner`] asks the kernel through `NETLINK_SOCK_DIAG`
+//! ([`crate::sys::sock_diag`]): a dump of listening TCP sockets walks only
+//! the listening hash, where reading `/proc/net/tcp` walks every
+//! established connection too (milliseconds per read, every second). Each
+//! of the four tables (TCP and UDP over IPv4 and IPv6) whose first dump
+//! fails when the scanner is opened (no sock_diag in the kernel, no
+//! `tcp_diag` or `udp_diag` module, a policy refusing the socket) is read
+//! from its `/proc/net/{tcp,tcp6,udp,udp6}` file instead, for the
+//! scanner's lifetime. A failure on a later scan is returned, not a
+//! reason to switch.
 //!
-//! The text is untrusted: a line counts only if it has the shape
+//! Both a netlink socket and a `/proc/net` file keep reporting the network
+//! namespace they were opened in, so the namespace's scanner is opened once
+//! by a helper thread inside it ([`PortScanner::open_in`]) and reused.
+//!
+//! [`ProcNetFiles`], the fallback, holds files open and re-reads them from
+//! offset 0 on each scan. They are opened through `/proc/thread-self/net`:
+//! `/proc/net` is `/proc/self/net`, the namespace of the process's main
+//! thread, not of the helper thread. Reading is streamed through a fixed
+//! chunk with a partial line carried across chunks; a line longer than
+//! [`MAX_LINE`] is dropped, so memory stays bounded whatever the files
+//! hold. The text is untrusted: a line counts only if it has the shape
 //! `N: ADDR:PORT ADDR:PORT ST` with hex fields (addresses of 8 or 32
 //! digits, ports of at most 4); anything else is skipped. Like upstream's
-//! `procfs_scan_listen()`, every local address counts, loopback included.
+//! `procfs_scan_listen()`, every local address counts, loopback included;
+//! the sock_diag path reports the same sockets.
 //!
 //! [`BoundPorts`] is a scan's raw result; [`BoundPorts::tcp_auto`] and
 //! [`BoundPorts::udp_auto`] turn it into the ports to forward (UDP also
 //! follows listening TCP ports, minus the ports the caller forwards in the
 //! other direction). Nothing here binds anything
-//! (`flow::listen` binds and releases to match). May call: `conf::ports` (the port set), `pasta::netns`.
+//! (`flow::listen` binds and releases to match). May call: `conf::ports`
+//! (the port set), `pasta::netns`, `sys::sock_diag`.
 
 use std::fs::File;
 use std::io;
@@ -30,6 +42,7 @@ use std::os::unix::fs::FileExt;
 
 use super::netns::NetNs;
 use crate::conf::ports::PortSet;
+use crate::sys::sock_diag::{Family, Protocol, SockDiag};
 
 /// `TCP_LISTEN` in the kernel's `include/net/tcp_states.h`.
 pub const TCP_LISTEN: u8 = 0x0a;
@@ -40,6 +53,121 @@ pub const UDP_BOUND: u8 = 0x07;
 pub const MAX_LINE: usize = 512;
 /// Bytes read from a file per system call.
 const CHUNK: usize = 64 * 1024;
+
+/// One of the four socket tables a scan reads.
+struct Table {
+    /// The file under `/proc/net`.
+    name: &'static str,
+    family: Family,
+    protocol: Protocol,
+}
+
+/// The tables, in the order of [`ProcNetFiles`]'s arrays.
+const TABLES: [Table; 4] = [
+    Table {
+        name: "tcp",
+        family: Family::Inet,
+        protocol: Protocol::Tcp,
+    },
+    Table {
+        name: "tcp6",
+        family: Family::Inet6,
+        protocol: Protocol::Tcp,
+    },
+    Table {
+        name: "udp",
+        family: Family::Inet,
+        protocol: Protocol::Udp,
+    },
+    Table {
+        name: "udp6",
+        family: Family::Inet6,
+        protocol: Protocol::Udp,
+    },
+];
+
+/// Scans one side's bound ports, through sock_diag where the kernel offers
+/// it and through the `/proc/net` files elsewhere.
+pub struct PortScanner {
+    /// The socket, if some table is read through it.
+    diag: Option<SockDiag>,
+    /// Which of [`TABLES`] `diag` reads; the others come from `files`.
+    via_diag: [bool; 4],
+    files: ProcNetFiles,
+}
+
+impl PortScanner {
+    /// Opens a scanner of the calling thread's network namespace: a
+    /// sock_diag socket, tried on each table, and the files of the tables
+    /// it cannot dump.
+    pub fn open_here() -> io::Result<PortScanner> {
+        let diag = SockDiag::open()
+            .inspect_err(|e| log::debug!("No sock_diag ({e}): scanning ports through /proc/net"))
+            .ok();
+        PortScanner::probe(diag)
+    }
+
+    /// Opens a scanner of `netns` (from a helper thread inside it).
+    pub fn open_in(netns: &NetNs) -> io::Result<PortScanner> {
+        netns.run(PortScanner::open_here)
+    }
+
+    /// A scanner that reads only the `/proc/net` files of the calling
+    /// thread's namespace, as when sock_diag is missing.
+    pub fn open_proc_here() -> io::Result<PortScanner> {
+        PortScanner::with_sources(None, [false; 4])
+    }
+
+    /// Keeps `diag` for the tables whose first dump goes through.
+    fn probe(mut diag: Option<SockDiag>) -> io::Result<PortScanner> {
+        let mut via_diag = [false; 4];
+        if let Some(socket) = diag.as_mut() {
+            let mut scratch = BoundPorts::default();
+            for (table, via) in TABLES.iter().zip(&mut via_diag) {
+                match dump_table(socket, table, &mut scratch) {
+                    Ok(()) => *via = true,
+                    Err(e) => log::debug!(
+                        "sock_diag dump failed ({e}): reading /proc/net/{} instead",
+                        table.name
+                    ),
+                }
+            }
+        }
+        PortScanner::with_sources(diag, via_diag)
+    }
+
+    fn with_sources(diag: Option<SockDiag>, via_diag: [bool; 4]) -> io::Result<PortScanner> {
+        Ok(PortScanner {
+            diag: diag.filter(|_| via_diag.contains(&true)),
+            via_diag,
+            files: ProcNetFiles::open_tables(via_diag.map(|via| !via))?,
+        })
+    }
+
+    /// Scans the bound ports again. On an error the scan is incomplete and
+    /// the caller should keep its current forwards.
+    pub fn scan(&mut self) -> io::Result<BoundPorts> {
+        let mut bound = BoundPorts::default();
+        if let Some(socket) = self.diag.as_mut() {
+            for (table, _) in TABLES.iter().zip(self.via_diag).filter(|(_, via)| *via) {
+                dump_table(socket, table, &mut bound)?;
+            }
+        }
+        self.files.scan_into(&mut bound)?;
+        Ok(bound)
+    }
+}
+
+/// Adds the ports of `table` in its state to `bound`, through `socket`.
+fn dump_table(socket: &mut SockDiag, table: &Table, bound: &mut BoundPorts) -> io::Result<()> {
+    let (state, out) = match table.protocol {
+        Protocol::Tcp => (TCP_LISTEN, &mut bound.tcp),
+        Protocol::Udp => (UDP_BOUND, &mut bound.udp),
+    };
+    socket.dump_ports(table.family, table.protocol, 1 << state, |port| {
+        out.insert(port);
+    })
+}
 
 /// The other side's `/proc/net/{tcp,tcp6,udp,udp6}`, kept open, with the
 /// buffers a scan reuses. A file that does not exist (e.g. `tcp6` with
@@ -61,20 +189,7 @@ pub struct BoundPorts {
 impl ProcNetFiles {
     /// Opens the files of the calling thread's network namespace.
     pub fn open_here() -> io::Result<ProcNetFiles> {
-        let open = |name: &str| match File::open(format!("/proc/thread-self/net/{name}")) {
-            Ok(f) => Ok(Some(f)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io::Error::new(
-                e.kind(),
-                format!("opening /proc/net/{name}: {e}"),
-            )),
-        };
-        Ok(ProcNetFiles {
-            tcp: [open("tcp")?, open("tcp6")?],
-            udp: [open("udp")?, open("udp6")?],
-            chunk: vec![0; CHUNK].into_boxed_slice(),
-            carry: Vec::with_capacity(MAX_LINE),
-        })
+        ProcNetFiles::open_tables([true; 4])
     }
 
     /// Opens the files of `netns` (from a helper thread inside it).
@@ -82,10 +197,44 @@ impl ProcNetFiles {
         netns.run(ProcNetFiles::open_here)
     }
 
+    /// Opens the files of the [`TABLES`] marked in `wanted`.
+    fn open_tables(wanted: [bool; 4]) -> io::Result<ProcNetFiles> {
+        let mut files = TABLES.iter().zip(wanted).map(|(table, wanted)| {
+            if !wanted {
+                return Ok(None);
+            }
+            let name = table.name;
+            match File::open(format!("/proc/thread-self/net/{name}")) {
+                Ok(f) => Ok(Some(f)),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(io::Error::new(
+                    e.kind(),
+                    format!("opening /proc/net/{name}: {e}"),
+                )),
+            }
+        });
+        let mut next = || files.next().unwrap_or(Ok(None));
+        let (tcp, tcp6, udp, udp6) = (next()?, next()?, next()?, next()?);
+        // The chunk only if there is something to read.
+        let chunk_len = if wanted.contains(&true) { CHUNK } else { 0 };
+        Ok(ProcNetFiles {
+            tcp: [tcp, tcp6],
+            udp: [udp, udp6],
+            chunk: vec![0; chunk_len].into_boxed_slice(),
+            carry: Vec::with_capacity(MAX_LINE),
+        })
+    }
+
     /// Reads all four files again. On an error the scan is incomplete and
     /// the caller should keep its current forwards.
     pub fn scan(&mut self) -> io::Result<BoundPorts> {
         let mut bound = BoundPorts::default();
+        self.scan_into(&mut bound)?;
+        Ok(bound)
+    }
+
+    /// Adds what the open files hold to `bound`.
+    fn scan_into(&mut self, bound: &mut BoundPorts) -> io::Result<()> {
         for (files, state, out) in [
             (&self.tcp, TCP_LISTEN, &mut bound.tcp),
             (&self.udp, UDP_BOUND, &mut bound.udp),
@@ -100,7 +249,7 @@ impl ProcNetFiles {
                 scan_stream(read, &mut self.chunk, &mut self.carry, state, out)?;
             }
         }
-        Ok(bound)
+        Ok(())
     }
 }
 
@@ -418,11 +567,44 @@ garbage
         assert_eq!(ports(&bound.udp_auto(&excl)), vec![22, 5201, 5353]);
     }
 
+    /// Every way of opening a scanner here: sock_diag for all tables,
+    /// `/proc` for all, and two mixes.
+    fn all_scanners() -> Vec<PortScanner> {
+        let diag = PortScanner::open_here().unwrap();
+        assert_eq!(diag.via_diag, [true; 4], "sock_diag must work here");
+        assert!(
+            diag.files
+                .tcp
+                .iter()
+                .chain(&diag.files.udp)
+                .all(Option::is_none)
+        );
+        assert!(diag.files.chunk.is_empty());
+        let mut scanners = vec![diag, PortScanner::open_proc_here().unwrap()];
+        for mix in [[true, false, true, false], [false, false, true, true]] {
+            let socket = SockDiag::open().unwrap();
+            scanners.push(PortScanner::with_sources(Some(socket), mix).unwrap());
+        }
+        scanners
+    }
+
+    /// Scans with every scanner, checks that they agree and returns the
+    /// result.
+    fn scan_all(scanners: &mut [PortScanner]) -> BoundPorts {
+        let first = scanners[0].scan().unwrap();
+        for (i, scanner) in scanners.iter_mut().enumerate() {
+            assert_eq!(scanner.scan().unwrap(), first, "scanner {i}");
+        }
+        first
+    }
+
     #[test]
     fn scans_a_private_namespace() {
         let mut kept = None;
         crate::flow::testing::in_private_netns(|| {
+            let mut scanners = all_scanners();
             let mut files = ProcNetFiles::open_here().unwrap();
+            assert_eq!(scan_all(&mut scanners), BoundPorts::default());
             assert_eq!(files.scan().unwrap(), BoundPorts::default());
 
             let tcp4 = TcpListener::bind("127.0.0.1:4242").unwrap();
@@ -434,56 +616,124 @@ garbage
             let (accepted, _) = tcp4.accept().unwrap();
             let connected = UdpSocket::bind("127.0.0.1:0").unwrap();
             connected.connect("127.0.0.1:4243").unwrap();
+            let client6 = TcpStream::connect("[::1]:4244").unwrap();
+            let (accepted6, _) = tcp6.accept().unwrap();
 
-            let bound = files.scan().unwrap();
+            let bound = scan_all(&mut scanners);
             assert_eq!(ports(&bound.tcp), vec![4242, 4244]);
             assert_eq!(ports(&bound.udp), vec![4243, 4245]);
-            // A second scan re-reads from the start.
+            assert_eq!(files.scan().unwrap(), bound);
+            // A second scan starts over.
+            assert_eq!(scan_all(&mut scanners), bound);
             assert_eq!(files.scan().unwrap(), bound);
 
-            drop((tcp6, udp6, client, accepted, connected));
-            let bound = files.scan().unwrap();
+            drop((tcp6, udp6, client, accepted, connected, client6, accepted6));
+            let bound = scan_all(&mut scanners);
             assert_eq!(ports(&bound.tcp), vec![4242]);
             assert_eq!(ports(&bound.udp), vec![4243]);
 
             let netns = NetNs::open(std::path::Path::new("/proc/thread-self/ns/net")).unwrap();
-            kept = Some((netns, files, tcp4, udp4));
+            kept = Some((netns, scanners, files, tcp4, udp4));
         });
-        // Back in the test's own namespace: files opened in the private one
-        // (here, and through NetNs::open_in) still report it.
-        let (netns, mut files, _tcp4, _udp4) = kept.unwrap();
-        let mut opened_in = ProcNetFiles::open_in(&netns).unwrap();
-        for files in [&mut files, &mut opened_in] {
-            let bound = files.scan().unwrap();
-            assert_eq!(ports(&bound.tcp), vec![4242]);
-            assert_eq!(ports(&bound.udp), vec![4243]);
+        // Back in the test's own namespace: scanners opened in the private
+        // one (there, and through open_in) still report it.
+        let (netns, mut scanners, files, _tcp4, _udp4) = kept.unwrap();
+        scanners.push(PortScanner::open_in(&netns).unwrap());
+        let bound = scan_all(&mut scanners);
+        assert_eq!(ports(&bound.tcp), vec![4242]);
+        assert_eq!(ports(&bound.udp), vec![4243]);
+        for mut files in [files_in(&netns), files] {
+            assert_eq!(files.scan().unwrap(), bound);
         }
     }
 
-    /// Scan time with 2000 bound sockets (1000 TCP listeners, 1000 UDP):
-    /// `cargo test --lib pasta::bound_ports -- --ignored --nocapture`.
+    fn files_in(netns: &NetNs) -> ProcNetFiles {
+        ProcNetFiles::open_in(netns).unwrap()
+    }
+
+    #[test]
+    fn without_sock_diag_the_files_are_read() {
+        crate::flow::testing::in_private_netns(|| {
+            // A scanner whose probe had no socket reads every file.
+            let mut scanner = PortScanner::probe(None).unwrap();
+            assert_eq!(scanner.via_diag, [false; 4]);
+            assert!(scanner.diag.is_none());
+            assert!(
+                scanner
+                    .files
+                    .tcp
+                    .iter()
+                    .chain(&scanner.files.udp)
+                    .all(Option::is_some)
+            );
+            let _tcp6 = TcpListener::bind("[::1]:4300").unwrap();
+            let _udp4 = UdpSocket::bind("0.0.0.0:4301").unwrap();
+            let bound = scanner.scan().unwrap();
+            assert_eq!(ports(&bound.tcp), vec![4300]);
+            assert_eq!(ports(&bound.udp), vec![4301]);
+            assert_eq!(PortScanner::open_here().unwrap().scan().unwrap(), bound);
+        });
+    }
+
+    /// Time of `rounds` scans by `scanner`, per scan.
+    fn time_scans(scanner: &mut PortScanner, expected: (usize, usize)) -> std::time::Duration {
+        let rounds = 200;
+        let start = std::time::Instant::now();
+        for _ in 0..rounds {
+            let bound = scanner.scan().unwrap();
+            assert_eq!((bound.tcp.len(), bound.udp.len()), expected);
+        }
+        start.elapsed() / rounds
+    }
+
+    /// A scanner of the single table `index`, through sock_diag or its file.
+    fn one_table_scanner(index: usize, via_diag: bool) -> PortScanner {
+        let mut only = [false; 4];
+        only[index] = true;
+        PortScanner {
+            diag: via_diag.then(|| SockDiag::open().unwrap()),
+            via_diag: only.map(|table| table && via_diag),
+            files: ProcNetFiles::open_tables(only.map(|table| table && !via_diag)).unwrap(),
+        }
+    }
+
+    /// Scan time, /proc against sock_diag, with no sockets and with 2000
+    /// (500 ports, each a TCP listener and a bound UDP socket over IPv4 and
+    /// IPv6), whole scans and per table: `cargo test --release --lib
+    /// pasta::bound_ports -- --ignored --nocapture`.
     #[test]
     #[ignore]
-    fn scan_time_with_2000_sockets() {
+    fn scan_time_with_0_and_2000_sockets() {
         crate::flow::testing::in_private_netns(|| {
             let mut sockets = Vec::new();
-            for port in 10000..10500u16 {
-                sockets.push((
-                    TcpListener::bind(("127.0.0.1", port)).unwrap(),
-                    TcpListener::bind(("::1", port)).unwrap(),
-                    UdpSocket::bind(("127.0.0.1", port)).unwrap(),
-                    UdpSocket::bind(("::1", port)).unwrap(),
-                ));
+            for count in [0usize, 500] {
+                for port in 10000..10000 + count as u16 {
+                    sockets.push((
+                        TcpListener::bind(("127.0.0.1", port)).unwrap(),
+                        TcpListener::bind(("::1", port)).unwrap(),
+                        UdpSocket::bind(("127.0.0.1", port)).unwrap(),
+                        UdpSocket::bind(("::1", port)).unwrap(),
+                    ));
+                }
+                let mut proc = PortScanner::open_proc_here().unwrap();
+                let mut diag = PortScanner::open_here().unwrap();
+                assert_eq!(diag.via_diag, [true; 4]);
+                let proc = time_scans(&mut proc, (count, count));
+                let diag = time_scans(&mut diag, (count, count));
+                println!(
+                    "{} sockets: /proc {proc:?}, sock_diag {diag:?} per scan",
+                    sockets.len() * 4
+                );
+                for (index, table) in TABLES.iter().enumerate() {
+                    let expected = match table.protocol {
+                        Protocol::Tcp => (count, 0),
+                        Protocol::Udp => (0, count),
+                    };
+                    let [proc, diag] = [false, true]
+                        .map(|via| time_scans(&mut one_table_scanner(index, via), expected));
+                    println!("  {:5} /proc {proc:?}, sock_diag {diag:?}", table.name);
+                }
             }
-            let mut files = ProcNetFiles::open_here().unwrap();
-            let rounds = 200;
-            let start = std::time::Instant::now();
-            for _ in 0..rounds {
-                let bound = files.scan().unwrap();
-                assert_eq!((bound.tcp.len(), bound.udp.len()), (500, 500));
-            }
-            let per_scan = start.elapsed() / rounds;
-            println!("scan of 2000 sockets: {per_scan:?} per scan");
         });
     }
 }

@@ -10,6 +10,7 @@ pub mod fd;
 pub mod mmsg;
 pub mod ns;
 pub mod process;
+pub mod sock_diag;
 pub mod socket;
 pub mod spawn;
 pub mod splice;
