@@ -44,14 +44,8 @@ fn tcp_echo_server(
     name: &str,
 ) -> Child {
     let ready = t.rig.tmp_path(&format!("{name}.ready"));
-    let spec = Obj(Vec::new())
-        .s("ready", &ready.to_string_lossy())
-        .n("listen", json_array(&[listener("echo", "::", port, None)]));
-    let mut child = t
-        .rig
-        .spawn_logged(&mut cmd(&t.argv("serve", spec.to_string())), name);
-    t.wait_ready(&mut child, &ready, name);
-    child
+    let argv = t.server_argv(&ready, &[listener("echo", "::", port, None)]);
+    t.spawn_server(&mut cmd(&argv), &ready, name)
 }
 
 /// One echo over a new connection to `host:port` (loopback addresses of
@@ -69,6 +63,28 @@ fn release_ops(port: u16) -> Vec<Obj> {
         .iter()
         .map(|h| op("until_refused", h, port).n("within", WITHIN))
         .collect()
+}
+
+/// One 100-byte UDP echo off `host:port` (loopback addresses of both
+/// families), sent again every 0.1 s for [`WITHIN`].
+fn udp_reach_ops(port: u16) -> Vec<Obj> {
+    ["127.0.0.1", "::1"]
+        .iter()
+        .map(|h| echo(h, port, &[100]).n("within", WITHIN).n("wait", 0.1))
+        .collect()
+}
+
+/// Both echoes of [`udp_reach_ops`] came back from the address and `port`
+/// they went to.
+fn assert_udp_reached(res: &[common::json::Json], port: u16, ctx: &str) {
+    udp::assert_replies_from(echoed(res, 0, ctx), "127.0.0.1", port, ctx);
+    udp::assert_replies_from(echoed(res, 1, ctx), "::1", port, ctx);
+}
+
+/// The client's output, then the logs of the server started as `server`
+/// and of pasta.
+fn context(rig: &Rig, out: &std::process::Output, server: &str) -> String {
+    format!("{}\n{}\n{}", text(out), rig.log(server), rig.log("pasta"))
 }
 
 fn assert_reached(res: &[common::json::Json], started: Instant, what: &str, ctx: &str) {
@@ -110,12 +126,7 @@ fn tcp_ns_server_appears_on_host_loopback(who: As, opts: &[&str]) {
     let mut server = tcp_echo_server(&t, |argv| ns.cmd(&rig, argv), 5101, "nsserver");
     let started = Instant::now();
     let (out, res) = t.client(&rig.host, &reach_ops(5101), tcp::QUICK);
-    let ctx = format!(
-        "{}\n{}\n{}",
-        text(&out),
-        rig.log("nsserver"),
-        rig.log("pasta")
-    );
+    let ctx = context(&rig, &out, "nsserver");
     assert_reached(
         &res,
         started,
@@ -150,21 +161,11 @@ fn auto_udp_u_auto_forwards_a_namespace_server_started_later() {
     let u = Udp::new(&rig);
     let ns = PastaNs::start(&rig, As::User, &["-u", "auto"]);
     let ready = rig.tmp_path("nsserver.ready");
-    let argv = u.server_argv(&ready, &[("::", 5102)]);
+    let argv = u.echo_server_argv(&ready, &[("::", 5102)]);
     let mut server = u.spawn_server(&mut ns.cmd(&rig, &argv), &ready, "nsserver");
-    let ops: Vec<Obj> = ["127.0.0.1", "::1"]
-        .iter()
-        .map(|h| echo(h, 5102, &[100]).n("within", WITHIN).n("wait", 0.1))
-        .collect();
-    let (out, res) = u.client(&rig.host, &ops);
-    let ctx = format!(
-        "{}\n{}\n{}",
-        text(&out),
-        rig.log("nsserver"),
-        rig.log("pasta")
-    );
-    udp::assert_replies_from(echoed(&res, 0, &ctx), "127.0.0.1", 5102, &ctx);
-    udp::assert_replies_from(echoed(&res, 1, &ctx), "::1", 5102, &ctx);
+    let (out, res) = u.client(&rig.host, &udp_reach_ops(5102), udp::UDP_RUN);
+    let ctx = context(&rig, &out, "nsserver");
+    assert_udp_reached(&res, 5102, &ctx);
     stop(&mut server);
 }
 
@@ -175,17 +176,9 @@ fn auto_tcp_capital_t_auto_forwards_a_host_server_started_later_and_releases_it(
     let mut ns = PastaNs::start(&rig, As::User, &["-T", "auto"]);
     let mut server = tcp_echo_server(&t, |argv| rig.host_cmd(argv), 5103, "hostserver");
     let started = Instant::now();
-    let run = |ops: &[Obj]| {
-        let argv = t.argv("client", json_array(ops));
-        t.run(&mut ns.cmd(&rig, &argv), tcp::QUICK)
-    };
+    let run = |ops: &[Obj]| t.run(&mut ns.cmd(&rig, &t.client_argv(ops)), tcp::QUICK);
     let (out, res) = run(&reach_ops(5103));
-    let ctx = format!(
-        "{}\n{}\n{}",
-        text(&out),
-        rig.log("hostserver"),
-        rig.log("pasta")
-    );
+    let ctx = context(&rig, &out, "hostserver");
     assert_reached(
         &res,
         started,
@@ -205,19 +198,9 @@ fn auto_udp_capital_u_auto_forwards_a_host_server_started_later() {
     let u = Udp::new(&rig);
     let ns = PastaNs::start(&rig, As::User, &["-U", "auto"]);
     let mut server = u.serve(&rig.host, "hostserver", &[("::", 5104)]);
-    let ops: Vec<Obj> = ["127.0.0.1", "::1"]
-        .iter()
-        .map(|h| echo(h, 5104, &[100]).n("within", WITHIN).n("wait", 0.1))
-        .collect();
-    let argv = u.argv("client", json_array(&ops));
+    let argv = u.client_argv(&udp_reach_ops(5104));
     let (out, res) = u.run(&mut ns.cmd(&rig, &argv), udp::UDP_RUN);
-    let ctx = format!(
-        "{}\n{}\n{}",
-        text(&out),
-        rig.log("hostserver"),
-        rig.log("pasta")
-    );
-    udp::assert_replies_from(echoed(&res, 0, &ctx), "127.0.0.1", 5104, &ctx);
-    udp::assert_replies_from(echoed(&res, 1, &ctx), "::1", 5104, &ctx);
+    let ctx = context(&rig, &out, "hostserver");
+    assert_udp_reached(&res, 5104, &ctx);
     stop(&mut server);
 }

@@ -198,42 +198,18 @@ fn loopback_resolver_at_gateway(who: As, fam: Fam) {
     stop(&mut dnsmasq);
 }
 
-mod dns_forward_reaches_the_host_loopback_resolver_over_udp_and_tcp {
-    use super::{As, Fam};
-
-    #[test]
-    fn v4_as_user() {
-        super::dns_forward(As::User, Fam::V4);
-    }
-
-    #[test]
-    fn v6_as_user() {
-        super::dns_forward(As::User, Fam::V6);
-    }
-
-    #[test]
-    fn v4_as_root() {
-        super::dns_forward(As::Root, Fam::V4);
-    }
-}
-
-mod dns_loopback_resolver_in_resolv_conf_answers_at_the_gateway_over_udp_and_tcp {
-    use super::{As, Fam};
-
-    #[test]
-    fn v4_as_user() {
-        super::loopback_resolver_at_gateway(As::User, Fam::V4);
-    }
-
-    #[test]
-    fn v6_as_user() {
-        super::loopback_resolver_at_gateway(As::User, Fam::V6);
-    }
-
-    #[test]
-    fn v4_as_root() {
-        super::loopback_resolver_at_gateway(As::Root, Fam::V4);
-    }
+family_and_caller_tests! {
+    dns_forward_reaches_the_host_loopback_resolver_over_udp_and_tcp => dns_forward {
+        v4_as_user: (User, V4),
+        v6_as_user: (User, V6),
+        v4_as_root: (Root, V4),
+    };
+    dns_loopback_resolver_in_resolv_conf_answers_at_the_gateway_over_udp_and_tcp =>
+        loopback_resolver_at_gateway {
+        v4_as_user: (User, V4),
+        v6_as_user: (User, V6),
+        v4_as_root: (Root, V4),
+    };
 }
 
 /// The host's resolver is 127.0.0.53; pasta (`--dhcp-dns`, no

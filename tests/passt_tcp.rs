@@ -29,53 +29,15 @@
 
 mod common;
 
-use common::guest::{Ipv4Setup, PasstGuest};
-use common::json::Json;
-use common::passt::*;
+use common::guest::Ipv4Setup;
+use common::passt::PasstWorld;
 use common::tcp::*;
 use common::*;
-use std::process::{Child, Output};
-use std::time::Duration;
 
 /// Bulk transfer size.
 const SIZE: u64 = 64 << 20;
 /// Connections open at once in the half-close test.
 const HALF_CLOSED: usize = 50;
-
-/// A passt and its guest, in a rig.
-struct PasstWorld<'r> {
-    rig: &'r Rig,
-    passt: Passt,
-    guest: PasstGuest,
-}
-
-impl Guest for PasstWorld<'_> {
-    fn client(&self, t: &Tcp, ops: &[Obj], timeout: Duration) -> (Output, Vec<Json>) {
-        t.run(
-            &mut self.guest.cmd(&t.argv("client", json_array(ops))),
-            timeout,
-        )
-    }
-
-    fn serve(&self, t: &Tcp, listeners: &[Obj]) -> (Child, String) {
-        let ready = self.rig.tmp_path("guest.ready");
-        let spec = Obj(Vec::new())
-            .s("ready", &ready.to_string_lossy())
-            .n("listen", json_array(listeners));
-        let mut cmd = self.guest.cmd(&t.argv("serve", spec.to_string()));
-        let mut child = self.rig.spawn_logged(&mut cmd, "guest");
-        t.wait_ready(&mut child, &ready, "guest");
-        (child, "guest".to_string())
-    }
-
-    fn describe(&self) -> String {
-        format!(
-            "\n{}\n{}",
-            self.guest.report(),
-            self.rig.log(&self.passt.log)
-        )
-    }
-}
 
 /// Runs `scenario` in a new rig with a passt started by `who` with
 /// `opts`, and its guest (IPv4 set up as `v4` says); then checks that
@@ -87,42 +49,12 @@ fn with_passt(who: As, opts: &[&str], v4: Ipv4Setup, scenario: impl FnOnce(&Tcp,
     let extra = std::env::var("PASST_RS_TEST_PASST_OPTS").unwrap_or_default();
     let mut opts = opts.to_vec();
     opts.extend(extra.split_whitespace());
-    let passt = start_passt_uncaptured(&rig, who, "passt", &opts);
-    let guest = PasstGuest::with(&passt.sock, rig.tmp_dir(), v4);
-    let mut world = PasstWorld {
-        rig: &rig,
-        passt,
-        guest,
-    };
+    let mut world = PasstWorld::start(&rig, who, &opts, v4);
     scenario(&t, &world);
-    world.passt.assert_running(&rig);
-    let g = &world.guest;
-    assert!(
-        g.bridge_running() && g.frames_to_passt() > 0 && g.frames_to_guest() > 0,
-        "{}",
-        world.describe()
-    );
+    world.assert_still_working();
 }
 
-/// Declares, for each `name => body { test: (who, family), ... }`, a
-/// module `name` with those tests, each calling `body(who, family)`.
-macro_rules! passt_tests {
-    ($($name:ident => $body:ident { $($test:ident: ($who:ident, $fam:ident)),+ $(,)? };)+) => {
-        $(
-            mod $name {
-                use super::{As, Fam};
-                $(
-                    #[test]
-                    fn $test() {
-                        super::$body(As::$who, Fam::$fam);
-                    }
-                )+
-            }
-        )+
-    };
-}
-
-passt_tests! {
+family_and_caller_tests! {
     passt_tcp_guest_to_remote_upload_and_download_arrive_intact => guest_to_remote {
         v4_as_user_with_dhcp: (User, V4),
         v6_as_user: (User, V6),

@@ -21,43 +21,11 @@
 
 mod common;
 
-use common::guest::{Ipv4Setup, PasstGuest};
-use common::json::Json;
-use common::passt::*;
-use common::tcp::{Fam, Obj, json_array};
+use common::guest::Ipv4Setup;
+use common::passt::PasstWorld;
+use common::tcp::Fam;
 use common::udp::{self, Udp, UdpGuest};
 use common::*;
-use std::process::{Child, Output};
-
-/// A passt and its guest, in a rig.
-struct PasstWorld<'r> {
-    rig: &'r Rig,
-    passt: Passt,
-    guest: PasstGuest,
-}
-
-impl UdpGuest for PasstWorld<'_> {
-    fn client(&self, u: &Udp, ops: &[Obj]) -> (Output, Vec<Json>) {
-        u.run(
-            &mut self.guest.cmd(&u.argv("client", json_array(ops))),
-            udp::UDP_RUN,
-        )
-    }
-
-    fn serve(&self, u: &Udp, listeners: &[(&str, u16)]) -> (Child, String) {
-        let ready = self.rig.tmp_path("guest.ready");
-        let mut cmd = self.guest.cmd(&u.server_argv(&ready, listeners));
-        (u.spawn_server(&mut cmd, &ready, "guest"), "guest".into())
-    }
-
-    fn describe(&self) -> String {
-        format!(
-            "\n{}\n{}",
-            self.guest.report(),
-            self.rig.log(&self.passt.log)
-        )
-    }
-}
 
 /// Runs `scenario` in a new rig with a passt started by the ordinary user
 /// with `opts`, and its guest; then checks that passt still runs and the
@@ -65,21 +33,9 @@ impl UdpGuest for PasstWorld<'_> {
 fn with_passt(opts: &[&str], scenario: impl FnOnce(&Udp, &dyn UdpGuest)) {
     let rig = Rig::new();
     let u = Udp::new(&rig);
-    let passt = start_passt_uncaptured(&rig, As::User, "passt", opts);
-    let guest = PasstGuest::with(&passt.sock, rig.tmp_dir(), Ipv4Setup::Static);
-    let mut world = PasstWorld {
-        rig: &rig,
-        passt,
-        guest,
-    };
+    let mut world = PasstWorld::start(&rig, As::User, opts, Ipv4Setup::Static);
     scenario(&u, &world);
-    world.passt.assert_running(&rig);
-    let g = &world.guest;
-    assert!(
-        g.bridge_running() && g.frames_to_passt() > 0 && g.frames_to_guest() > 0,
-        "{}",
-        world.describe()
-    );
+    world.assert_still_working();
 }
 
 #[test]

@@ -32,73 +32,6 @@ use common::tcp::{self, *};
 use common::udp::{self, Udp, echo, echoed};
 use common::*;
 
-/// Bulk size with pasta started by an ordinary user.
-const BIG: u64 = 256 << 20;
-/// Bulk size with pasta started by root.
-const MEDIUM: u64 = 32 << 20;
-
-fn bulk_size(who: As) -> u64 {
-    match who {
-        As::User => BIG,
-        As::Root => MEDIUM,
-    }
-}
-
-/// Declares, for each `name => body`, a module `name` with the tests
-/// `v4_as_root`, `v4_as_user`, `v6_as_root` and `v6_as_user` calling
-/// `body(who, family)`.
-macro_rules! family_and_caller_tests {
-    ($($name:ident => $body:ident;)+) => {
-        $(
-            mod $name {
-                use super::{As, Fam};
-
-                #[test]
-                fn v4_as_root() {
-                    super::$body(As::Root, Fam::V4);
-                }
-
-                #[test]
-                fn v4_as_user() {
-                    super::$body(As::User, Fam::V4);
-                }
-
-                #[test]
-                fn v6_as_root() {
-                    super::$body(As::Root, Fam::V6);
-                }
-
-                #[test]
-                fn v6_as_user() {
-                    super::$body(As::User, Fam::V6);
-                }
-            }
-        )+
-    };
-}
-
-/// Declares, for each `name => body`, a module `name` with the tests `v4`
-/// and `v6` calling `body(family)` (pasta started by an ordinary user).
-macro_rules! family_tests {
-    ($($name:ident => $body:ident;)+) => {
-        $(
-            mod $name {
-                use super::Fam;
-
-                #[test]
-                fn v4() {
-                    super::$body(Fam::V4);
-                }
-
-                #[test]
-                fn v6() {
-                    super::$body(Fam::V6);
-                }
-            }
-        )+
-    };
-}
-
 family_and_caller_tests! {
     splice_tcp_host_loopback_to_namespace_through_t_both_directions_intact => tcp_in_spliced;
 }
@@ -141,18 +74,11 @@ fn tcp_in(who: As, fam: Fam, opts: &[&str], size: u64, peer: &str, why: &str) {
     ];
     let (out, res) = t.client(&rig.host, &ops, BULK);
     let ctx = format!("{}\n{}", text(&out), rig.log(&name));
-    assert_same_data(
-        op_ok(&res, 0, &ctx),
-        &data,
-        "upload from the host's loopback",
-        &ctx,
-    );
-    assert_same_data(
-        op_ok(&res, 1, &ctx),
-        &data,
-        "download to the host's loopback",
-        &ctx,
-    );
+    let expected = [
+        (&data, "upload from the host's loopback"),
+        (&data, "download to the host's loopback"),
+    ];
+    assert_transfers(&res, &expected, &ctx);
     assert_eq!(out.status.code(), Some(0), "{ctx}");
     let (ctx, srv) = t.finish(&mut server, &name, &ctx);
     let sink = served(&srv, 5001, 1, &ctx);
@@ -170,7 +96,7 @@ fn tcp_in(who: As, fam: Fam, opts: &[&str], size: u64, peer: &str, why: &str) {
 fn tcp_in_spliced(who: As, fam: Fam) {
     let opts = ["-t", "5001,5002"];
     let why = "spliced: a socket in the namespace connects to the namespace's address";
-    tcp_in(who, fam, &opts, bulk_size(who), fam.host(), why);
+    tcp_in(who, fam, &opts, pasta_bulk_size(who), fam.host(), why);
 }
 
 fn tcp_in_no_splice(fam: Fam) {
@@ -211,18 +137,11 @@ fn tcp_out_spliced(fam: Fam) {
     ];
     let (out, res) = tcp::Guest::client(&guest, &t, &ops, BULK);
     let ctx = format!("{}\n{}", text(&out), rig.log("server"));
-    assert_same_data(
-        op_ok(&res, 0, &ctx),
-        &data,
-        "upload to the host's loopback",
-        &ctx,
-    );
-    assert_same_data(
-        op_ok(&res, 1, &ctx),
-        &data,
-        "download from the host's loopback",
-        &ctx,
-    );
+    let expected = [
+        (&data, "upload to the host's loopback"),
+        (&data, "download from the host's loopback"),
+    ];
+    assert_transfers(&res, &expected, &ctx);
     assert_eq!(out.status.code(), Some(0), "{ctx}");
     let (ctx, srv) = t.finish(&mut server, "server", &ctx);
     assert_same_data(
@@ -279,7 +198,7 @@ fn udp_in(fam: Fam, opts: &[&str], peer: &str) {
         echo(lo, 5001, &udp::SIZES).n("bind_port", 40007),
         echo(lo, 5000, &udp::SIZES).n("bind_port", 40008),
     ];
-    let (out, res) = u.client(&rig.host, &ops);
+    let (out, res) = u.client(&rig.host, &ops, udp::UDP_RUN);
     let ctx = format!("{}\n{}", text(&out), rig.log(&name));
     udp::assert_replies_from(echoed(&res, 0, &ctx), lo, 5001, &ctx);
     udp::assert_replies_from(echoed(&res, 1, &ctx), lo, 5000, &ctx);

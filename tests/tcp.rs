@@ -18,128 +18,21 @@
 //! shared with passt's tests (tests/passt_tcp.rs): see `common::tcp` for
 //! both and for the addresses as the guest sees them. Here the guest is
 //! pasta's own namespace: each guest program is the command of a new
-//! `pasta --config-net`. The bulk size is 256 MiB with pasta started by an
+//! `pasta --config-net` (`common::pasta::PastaGuest`). The bulk size is 256 MiB with pasta started by an
 //! ordinary user (the normal case) and 32 MiB with pasta started by root,
 //! to keep the file's run time down.
 
 mod common;
 
 use common::json::Json;
+use common::pasta::PastaGuest;
 use common::tcp::*;
 use common::*;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, Output};
+use std::process::{Child, Command};
 use std::time::Duration;
-
-/// Bulk transfer size with pasta started by an ordinary user.
-const BIG: u64 = 256 << 20;
-/// Bulk transfer size with pasta started by root.
-const MEDIUM: u64 = 32 << 20;
-
-/// The bulk transfer size for pasta started by `who`.
-fn bulk_size(who: As) -> u64 {
-    match who {
-        As::User => BIG,
-        As::Root => MEDIUM,
-    }
-}
-
-// ---------------------------------------------------------------------------
-// pasta as the guest
-// ---------------------------------------------------------------------------
-
-impl Tcp<'_> {
-    /// Starts `pasta --config-net OPTS -- <helper server>` as `who`, logged
-    /// as "pasta", and returns it once the server in the guest listens.
-    fn guest_serve(&self, who: As, opts: &[&str], listeners: &[Obj]) -> Child {
-        let ready = self.rig.tmp_path("guest.ready");
-        let spec = Obj(Vec::new())
-            .s("ready", &ready.to_string_lossy())
-            .n("listen", json_array(listeners));
-        let mut args: Vec<String> = vec!["--config-net".into()];
-        args.extend(opts.iter().map(|o| o.to_string()));
-        args.push("--".into());
-        args.extend(self.argv("serve", spec.to_string()));
-        let mut child = self
-            .rig
-            .spawn_logged(&mut self.rig.pasta_cmd(who, &args), "pasta");
-        self.wait_ready(&mut child, &ready, "pasta");
-        child
-    }
-
-    /// `pasta --config-net OPTS -- <helper client OPS>` as `who`.
-    fn guest_cmd(&self, who: As, opts: &[&str], ops: &[Obj]) -> Command {
-        let mut args: Vec<String> = vec!["--config-net".into()];
-        args.extend(opts.iter().map(|o| o.to_string()));
-        args.push("--".into());
-        args.extend(self.argv("client", json_array(ops)));
-        self.rig.pasta_cmd(who, &args)
-    }
-
-    /// Runs the client `ops` in the guest of a pasta started by `who`.
-    fn guest_client(
-        &self,
-        who: As,
-        opts: &[&str],
-        ops: &[Obj],
-        timeout: Duration,
-    ) -> (Output, Vec<Json>) {
-        self.run(&mut self.guest_cmd(who, opts, ops), timeout)
-    }
-}
-
-/// pasta's guest: each program is the command of a new
-/// `pasta --config-net OPTS` started by `who`.
-struct Pasta<'o> {
-    who: As,
-    opts: &'o [&'o str],
-}
-
-impl Guest for Pasta<'_> {
-    fn client(&self, t: &Tcp, ops: &[Obj], timeout: Duration) -> (Output, Vec<Json>) {
-        t.guest_client(self.who, self.opts, ops, timeout)
-    }
-
-    fn serve(&self, t: &Tcp, listeners: &[Obj]) -> (Child, String) {
-        let pasta = t.guest_serve(self.who, self.opts, listeners);
-        (pasta, "pasta".to_string())
-    }
-}
-
-/// Declares, for each `name => body`, a module `name` with the tests
-/// `v4_as_root`, `v4_as_user`, `v6_as_root` and `v6_as_user` calling
-/// `body(who, family)`.
-macro_rules! family_and_caller_tests {
-    ($($name:ident => $body:ident;)+) => {
-        $(
-            mod $name {
-                use super::{As, Fam};
-
-                #[test]
-                fn v4_as_root() {
-                    super::$body(As::Root, Fam::V4);
-                }
-
-                #[test]
-                fn v4_as_user() {
-                    super::$body(As::User, Fam::V4);
-                }
-
-                #[test]
-                fn v6_as_root() {
-                    super::$body(As::Root, Fam::V6);
-                }
-
-                #[test]
-                fn v6_as_user() {
-                    super::$body(As::User, Fam::V6);
-                }
-            }
-        )+
-    };
-}
 
 family_and_caller_tests! {
     tcp_guest_to_remote_upload_and_download_arrive_intact => guest_to_remote;
@@ -163,25 +56,25 @@ root_and_user_tests! {
 fn with_pasta(who: As, opts: &[&str], scenario: impl FnOnce(&Tcp, &dyn Guest)) {
     let rig = Rig::new();
     let t = Tcp::new(&rig);
-    scenario(&t, &Pasta { who, opts });
+    scenario(&t, &PastaGuest { who, opts });
 }
 
 fn guest_to_remote(who: As, fam: Fam) {
     with_pasta(who, &[], |t, g| {
-        common::tcp::guest_to_remote(t, g, fam, bulk_size(who));
+        common::tcp::guest_to_remote(t, g, fam, pasta_bulk_size(who));
     });
 }
 
 fn remote_to_guest_forwarded(who: As, fam: Fam) {
     let opts = ["-t", "5001", "-t", "5002", "-t", "6003:5003"];
     with_pasta(who, &opts, |t, g| {
-        common::tcp::remote_to_guest_forwarded(t, g, fam, bulk_size(who));
+        common::tcp::remote_to_guest_forwarded(t, g, fam, pasta_bulk_size(who));
     });
 }
 
 fn guest_to_host_loopback(who: As, fam: Fam) {
     with_pasta(who, &[], |t, g| {
-        common::tcp::guest_to_host_loopback(t, g, fam, bulk_size(who));
+        common::tcp::guest_to_host_loopback(t, g, fam, pasta_bulk_size(who));
     });
 }
 
@@ -205,6 +98,15 @@ fn refused(who: As) {
 // ---------------------------------------------------------------------------
 // Resources
 // ---------------------------------------------------------------------------
+
+/// `pasta --config-net OPTS -- <helper client OPS>` as the ordinary user.
+fn guest_cmd(t: &Tcp, opts: &[&str], ops: &[Obj]) -> Command {
+    PastaGuest {
+        who: As::User,
+        opts,
+    }
+    .cmd(t.rig, &t.client_argv(ops))
+}
 
 /// pasta's open file descriptors: (count, "fd -> target" lines).
 fn fds(pid: u32) -> (usize, Vec<String>) {
@@ -339,7 +241,7 @@ fn tcp_connections_leave_no_file_descriptors_behind() {
         .n("listen_port", 5003);
     let pid_file = rig.tmp_path("pasta.pid");
     let pid_arg = pid_file.to_string_lossy().into_owned();
-    let mut cmd = t.guest_cmd(As::User, &["-t", "5003", "-P", &pid_arg], &[batch]);
+    let mut cmd = guest_cmd(&t, &["-t", "5003", "-P", &pid_arg], &[batch]);
     let mut pasta = rig.spawn_logged(&mut cmd, "pasta");
     let pid = match wait_ready(&mut pasta, &pid_file, SHORT) {
         Started::Ready(pid) => pid,
@@ -441,7 +343,7 @@ fn tcp_flow_table_limit_refuses_the_next_connection_and_keeps_the_others() {
         .n("port", 5001)
         .n("max", 2 * MAX + 4)
         .n("reuse_within", 10);
-    let mut cmd = t.guest_cmd(As::User, &[], &[probe]);
+    let mut cmd = guest_cmd(&t, &[], &[probe]);
     cmd.env("PASST_RS_TEST_MAX_FLOWS", MAX.to_string());
     let (out, res) = t.run(&mut cmd, QUICK);
     stop(&mut server);

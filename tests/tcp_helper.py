@@ -6,9 +6,7 @@ Every result is one line "RESULT <json>" on stdout. Every socket operation is
 bounded (IDLE seconds of silence is a failure, connect() CONNECT seconds), so
 a stalled transfer ends with a message instead of hanging.
 """
-import errno
 import hashlib
-import json
 import os
 import socket
 import struct
@@ -16,25 +14,12 @@ import sys
 import threading
 import time
 
+sys.dont_write_bytecode = True  # nothing left in the rig's temp dir
+from helper_common import bound, err_name, family, main, result, touch, unmap  # noqa: E402
+
 IDLE = 10.0
 CONNECT = 5.0
 ACCEPT = 60.0
-
-
-def result(**kw):
-    print("RESULT " + json.dumps(kw), flush=True)
-
-
-def family(host):
-    return socket.AF_INET6 if ":" in host else socket.AF_INET
-
-
-def err_name(e):
-    if isinstance(e, TimeoutError):
-        return "timeout"
-    if isinstance(e, OSError) and e.errno:
-        return errno.errorcode.get(e.errno, str(e.errno))
-    return "%s: %s" % (type(e).__name__, e)
 
 
 def connect(host, port, retry=0.0, timeout=CONNECT):
@@ -114,15 +99,8 @@ def wait_file(path, timeout=60.0):
         time.sleep(0.02)
 
 
-def touch(path):
-    with open(path + ".tmp", "w") as f:
-        f.write("1\n")
-    os.rename(path + ".tmp", path)
-
-
 def peer_of(c):
-    p = c.getpeername()[0]
-    return p[7:] if p.startswith("::ffff:") else p
+    return unmap(c.getpeername()[0])
 
 
 # ---------------------------------------------------------------------------
@@ -246,12 +224,7 @@ def accept_loop(s, l):
 def serve(spec):
     listeners = []
     for l in spec["listen"]:
-        host = l["host"]
-        s = socket.socket(family(host), socket.SOCK_STREAM)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if host == "::":
-            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-        s.bind((host, l["port"]))
+        s = bound(l["host"], l["port"], socket.SOCK_STREAM)
         s.listen(1024)
         listeners.append((s, l))
     threads = [threading.Thread(target=accept_loop, args=sl) for sl in listeners]
@@ -539,23 +512,5 @@ OPS = {
 }
 
 
-def client(ops):
-    status = 0
-    for o in ops:
-        try:
-            facts = OPS[o["op"]](o)
-        except Exception as e:
-            facts = {"error": err_name(e)}
-            status = 1
-        facts["op"] = o["op"]
-        host = o.get("host", "")
-        facts["to"] = ("[%s]:%s" if ":" in host else "%s:%s") % (host, o.get("port"))
-        result(**facts)
-    sys.exit(status)
-
-
 if __name__ == "__main__":
-    if sys.argv[1] == "serve":
-        serve(json.loads(sys.argv[2]))
-    else:
-        client(json.loads(sys.argv[2]))
+    main(serve, OPS)

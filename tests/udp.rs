@@ -27,39 +27,6 @@ use common::tcp::Fam;
 use common::udp::{self, Udp};
 use common::*;
 
-/// Declares, for each `name => body`, a module `name` with the tests
-/// `v4_as_root`, `v4_as_user`, `v6_as_root` and `v6_as_user` calling
-/// `body(who, family)`.
-macro_rules! family_and_caller_tests {
-    ($($name:ident => $body:ident;)+) => {
-        $(
-            mod $name {
-                use super::{As, Fam};
-
-                #[test]
-                fn v4_as_root() {
-                    super::$body(As::Root, Fam::V4);
-                }
-
-                #[test]
-                fn v4_as_user() {
-                    super::$body(As::User, Fam::V4);
-                }
-
-                #[test]
-                fn v6_as_root() {
-                    super::$body(As::Root, Fam::V6);
-                }
-
-                #[test]
-                fn v6_as_user() {
-                    super::$body(As::User, Fam::V6);
-                }
-            }
-        )+
-    };
-}
-
 family_and_caller_tests! {
     udp_guest_to_remote_echo_keeps_the_source_port => guest_to_remote;
     udp_guest_to_gateway_reaches_the_host_loopback => guest_to_host_loopback;

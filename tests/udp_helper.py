@@ -26,43 +26,18 @@ client: OPS, a list of operations, each reported as one "RESULT <json>"
            unreachable came back); "outcome" is "refused", "reply" (an
            answer came) or "timeout", with "secs".
 """
-import errno
 import hashlib
-import json
 import os
 import socket
 import sys
 import threading
 import time
 
+sys.dont_write_bytecode = True  # nothing left in the rig's temp dir
+from helper_common import bound, err_name, family, main, result, touch, unmap  # noqa: E402
+
 IDLE = 30.0
 BUF = 65536
-
-
-def result(**kw):
-    print("RESULT " + json.dumps(kw), flush=True)
-
-
-def family(host):
-    return socket.AF_INET6 if ":" in host else socket.AF_INET
-
-
-def unmap(addr):
-    return addr[7:] if addr.startswith("::ffff:") else addr
-
-
-def err_name(e):
-    if isinstance(e, (TimeoutError, socket.timeout)):
-        return "timeout"
-    if isinstance(e, OSError) and e.errno:
-        return errno.errorcode.get(e.errno, str(e.errno))
-    return "%s: %s" % (type(e).__name__, e)
-
-
-def touch(path):
-    with open(path + ".tmp", "w") as f:
-        f.write("1\n")
-    os.rename(path + ".tmp", path)
 
 
 def echo_loop(s, port):
@@ -87,13 +62,8 @@ def echo_loop(s, port):
 def serve(spec):
     threads = []
     for l in spec["listen"]:
-        host = l["host"]
-        s = socket.socket(family(host), socket.SOCK_DGRAM)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if host == "::":
-            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        s = bound(l["host"], l["port"], socket.SOCK_DGRAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-        s.bind((host, l["port"]))
         threads.append(threading.Thread(target=echo_loop, args=(s, l["port"]), daemon=True))
     for t in threads:
         t.start()
@@ -177,25 +147,11 @@ def op_refused(o):
 OPS = {"echo": op_echo, "refused": op_refused}
 
 
-def client(ops):
-    status = 0
-    for o in ops:
-        try:
-            facts = OPS[o["op"]](o)
-            if any("error" in r for r in facts.get("replies", [])):
-                status = 1
-        except Exception as e:
-            facts = {"error": err_name(e)}
-            status = 1
-        facts["op"] = o["op"]
-        host = o.get("host", "")
-        facts["to"] = ("[%s]:%s" if ":" in host else "%s:%s") % (host, o.get("port"))
-        result(**facts)
-    sys.exit(status)
+def echo_failed(facts):
+    """An echo that raised nothing failed all the same if a datagram did not
+    come back."""
+    return any("error" in r for r in facts.get("replies", []))
 
 
 if __name__ == "__main__":
-    if sys.argv[1] == "serve":
-        serve(json.loads(sys.argv[2]))
-    else:
-        client(json.loads(sys.argv[2]))
+    main(serve, OPS, echo_failed)

@@ -44,16 +44,20 @@
 //!   stream framing); captures: [`pcap_frames`], [`captured_from`],
 //!   [`tcpdump_read`].
 //! - one behaviour for both callers: `root_and_user_tests!` makes the
-//!   tests `NAME::as_root` and `NAME::as_user` from a `fn(As)`.
+//!   tests `NAME::as_root` and `NAME::as_user` from a `fn(As)`;
+//!   `family_and_caller_tests!` makes `NAME::v4_as_root` ... `v6_as_user`
+//!   (or the ones listed) from a `fn(As, Fam)`, `family_tests!` makes
+//!   `NAME::v4` and `NAME::v6` from a `fn(Fam)`.
 //! - setup: [`setup_tun`] (`/dev/net/tun` mode 0666, once), [`tool`] /
 //!   [`ping_argv`] (find a program or name the package), [`TempDir`].
 //! - submodules: [`passt`] (start a foreground passt: [`passt::start_passt`]),
 //!   [`guest`] (a namespace bridged to passt's socket, the guest a VM would
-//!   be: [`guest::PasstGuest`]), [`tcp`] (the TCP helper and the scenarios
-//!   shared by pasta's and passt's TCP tests), [`udp`] (the UDP echo
-//!   helper and the UDP scenarios), [`pasta`] (pasta's namespace as the
-//!   guest of those scenarios, or held open for programs started later),
-//!   [`json`].
+//!   be: [`guest::PasstGuest`]; with passt, [`passt::PasstWorld`], the
+//!   guest of the shared scenarios), [`tcp`] (the TCP helper and the
+//!   scenarios shared by pasta's and passt's TCP tests), [`udp`] (the UDP
+//!   echo helper and the UDP scenarios), [`helper`] (what the two helpers
+//!   share), [`pasta`] (pasta's namespace as the guest of those scenarios,
+//!   or held open for programs started later), [`json`].
 //! - the host's resolver: [`Rig::set_resolv_conf`] replaces what the host
 //!   namespace's `/etc/resolv.conf` says (pasta reads it at start).
 //!
@@ -67,6 +71,7 @@
 #![allow(dead_code)]
 
 pub mod guest;
+pub mod helper;
 pub mod json;
 pub mod passt;
 pub mod pasta;
@@ -1365,6 +1370,67 @@ macro_rules! root_and_user_tests {
 }
 #[allow(unused_imports)]
 pub(crate) use root_and_user_tests;
+
+/// Declares, for each `name => body`, a module `name` with the tests
+/// `v4_as_root`, `v4_as_user`, `v6_as_root` and `v6_as_user` calling
+/// `body(who, family)`; or, for each
+/// `name => body { test: (Who, Family), ... };`, a module `name` with just
+/// the tests listed, each calling `body(As::Who, Fam::Family)`.
+#[allow(unused_macros)]
+macro_rules! family_and_caller_tests {
+    ($($name:ident => $body:ident;)+) => {
+        $crate::common::family_and_caller_tests! {
+            $(
+                $name => $body {
+                    v4_as_root: (Root, V4),
+                    v4_as_user: (User, V4),
+                    v6_as_root: (Root, V6),
+                    v6_as_user: (User, V6),
+                };
+            )+
+        }
+    };
+    ($($name:ident => $body:ident { $($test:ident: ($who:ident, $fam:ident)),+ $(,)? };)+) => {
+        $(
+            mod $name {
+                $(
+                    #[test]
+                    fn $test() {
+                        super::$body(
+                            $crate::common::As::$who,
+                            $crate::common::tcp::Fam::$fam,
+                        );
+                    }
+                )+
+            }
+        )+
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use family_and_caller_tests;
+
+/// Declares, for each `name => body`, a module `name` with the tests `v4`
+/// and `v6` calling `body(family)`.
+#[allow(unused_macros)]
+macro_rules! family_tests {
+    ($($name:ident => $body:ident;)+) => {
+        $(
+            mod $name {
+                #[test]
+                fn v4() {
+                    super::$body($crate::common::tcp::Fam::V4);
+                }
+
+                #[test]
+                fn v6() {
+                    super::$body($crate::common::tcp::Fam::V6);
+                }
+            }
+        )+
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use family_tests;
 
 // ---------------------------------------------------------------------------
 // Frames and captures

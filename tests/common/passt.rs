@@ -2,10 +2,17 @@
 //! rig's temp dir (never the default `/tmp/passt_N.socket`, which the rest
 //! of the machine shares). The rig tracks it: it is ended (by PID) when the
 //! rig drops, also during a panic.
+//!
+//! [`PasstWorld`]: such a passt with its [`PasstGuest`], as the guest of
+//! the shared TCP ([`tcp::Guest`]) and UDP ([`udp::UdpGuest`]) scenarios.
 
+use super::guest::{Ipv4Setup, PasstGuest};
+use super::json::Json;
+use super::tcp::{self, Obj, Tcp};
+use super::udp::{self, Udp};
 use super::*;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::{Child, Command, Output};
 
 /// A foreground passt (`-f`) serving a socket in the rig's temp dir.
 pub struct Passt {
@@ -86,5 +93,76 @@ impl Passt {
             "passt exited ({status:?})\n{}",
             rig.log(&self.log)
         );
+    }
+}
+
+/// A passt and its guest, in a rig: the guest's programs run in the
+/// guest's namespace, logged as "guest".
+pub struct PasstWorld<'r> {
+    pub rig: &'r Rig,
+    pub passt: Passt,
+    pub guest: PasstGuest,
+}
+
+impl<'r> PasstWorld<'r> {
+    /// Starts a passt (without a capture) as `who` with `opts`, and its
+    /// guest, with IPv4 set up as `v4`.
+    pub fn start(rig: &'r Rig, who: As, opts: &[&str], v4: Ipv4Setup) -> PasstWorld<'r> {
+        let passt = start_passt_uncaptured(rig, who, "passt", opts);
+        let guest = PasstGuest::with(&passt.sock, rig.tmp_dir(), v4);
+        PasstWorld { rig, passt, guest }
+    }
+
+    /// Panics unless passt still runs and the bridge carried frames both
+    /// ways and still runs.
+    pub fn assert_still_working(&mut self) {
+        self.passt.assert_running(self.rig);
+        let g = &self.guest;
+        assert!(
+            g.bridge_running() && g.frames_to_passt() > 0 && g.frames_to_guest() > 0,
+            "{}",
+            self.describe()
+        );
+    }
+
+    /// The bridge's report and passt's output.
+    pub fn describe(&self) -> String {
+        format!(
+            "\n{}\n{}",
+            self.guest.report(),
+            self.rig.log(&self.passt.log)
+        )
+    }
+}
+
+impl tcp::Guest for PasstWorld<'_> {
+    fn client(&self, t: &Tcp, ops: &[Obj], timeout: Duration) -> (Output, Vec<Json>) {
+        t.run(&mut self.guest.cmd(&t.client_argv(ops)), timeout)
+    }
+
+    fn serve(&self, t: &Tcp, listeners: &[Obj]) -> (Child, String) {
+        let ready = self.rig.tmp_path("guest.ready");
+        let mut cmd = self.guest.cmd(&t.server_argv(&ready, listeners));
+        (t.spawn_server(&mut cmd, &ready, "guest"), "guest".into())
+    }
+
+    fn describe(&self) -> String {
+        PasstWorld::describe(self)
+    }
+}
+
+impl udp::UdpGuest for PasstWorld<'_> {
+    fn client(&self, u: &Udp, ops: &[Obj]) -> (Output, Vec<Json>) {
+        u.run(&mut self.guest.cmd(&u.client_argv(ops)), udp::UDP_RUN)
+    }
+
+    fn serve(&self, u: &Udp, listeners: &[(&str, u16)]) -> (Child, String) {
+        let ready = self.rig.tmp_path("guest.ready");
+        let mut cmd = self.guest.cmd(&u.echo_server_argv(&ready, listeners));
+        (u.spawn_server(&mut cmd, &ready, "guest"), "guest".into())
+    }
+
+    fn describe(&self) -> String {
+        PasstWorld::describe(self)
     }
 }

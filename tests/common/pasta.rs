@@ -12,7 +12,7 @@
 //! and ended by PID on drop, also during a panic.
 
 use super::json::Json;
-use super::tcp::{self, Obj, Tcp, json_array};
+use super::tcp::{self, Obj, Tcp};
 use super::udp::{self, Udp};
 use super::*;
 use std::ffi::OsString;
@@ -39,35 +39,24 @@ impl PastaGuest<'_> {
 
 impl tcp::Guest for PastaGuest<'_> {
     fn client(&self, t: &Tcp, ops: &[Obj], timeout: Duration) -> (Output, Vec<Json>) {
-        t.run(
-            &mut self.cmd(t.rig, &t.argv("client", json_array(ops))),
-            timeout,
-        )
+        t.run(&mut self.cmd(t.rig, &t.client_argv(ops)), timeout)
     }
 
     fn serve(&self, t: &Tcp, listeners: &[Obj]) -> (Child, String) {
         let ready = t.rig.tmp_path("guest.ready");
-        let spec = Obj(Vec::new())
-            .s("ready", &ready.to_string_lossy())
-            .n("listen", json_array(listeners));
-        let mut cmd = self.cmd(t.rig, &t.argv("serve", spec.to_string()));
-        let mut child = t.rig.spawn_logged(&mut cmd, "pasta");
-        t.wait_ready(&mut child, &ready, "pasta");
-        (child, "pasta".to_string())
+        let mut cmd = self.cmd(t.rig, &t.server_argv(&ready, listeners));
+        (t.spawn_server(&mut cmd, &ready, "pasta"), "pasta".into())
     }
 }
 
 impl udp::UdpGuest for PastaGuest<'_> {
     fn client(&self, u: &Udp, ops: &[Obj]) -> (Output, Vec<Json>) {
-        u.run(
-            &mut self.cmd(u.rig, &u.argv("client", json_array(ops))),
-            udp::UDP_RUN,
-        )
+        u.run(&mut self.cmd(u.rig, &u.client_argv(ops)), udp::UDP_RUN)
     }
 
     fn serve(&self, u: &Udp, listeners: &[(&str, u16)]) -> (Child, String) {
         let ready = u.rig.tmp_path("guest.ready");
-        let mut cmd = self.cmd(u.rig, &u.server_argv(&ready, listeners));
+        let mut cmd = self.cmd(u.rig, &u.echo_server_argv(&ready, listeners));
         (u.spawn_server(&mut cmd, &ready, "pasta"), "pasta".into())
     }
 }

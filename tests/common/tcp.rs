@@ -16,12 +16,13 @@
 //! stands for the host's loopback, so the remote namespace is reached on its
 //! far addresses (198.51.100.2 / 2001:db8:2::2) behind the gateway.
 
+use super::helper::Script;
 use super::json::{self, Json};
 use super::*;
 use std::fmt::Display;
 use std::fs;
+use std::ops::Deref;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
 use std::time::Duration;
 
@@ -37,6 +38,17 @@ pub const QUICK: Duration = Duration::from_secs(60);
 pub const REFUSED_WITHIN: f64 = 1.0;
 /// How long a reset may take to reach the other end.
 pub const RESET_WITHIN: f64 = 3.0;
+
+/// The bulk transfer size through pasta started by `who`: 256 MiB for an
+/// ordinary user (the normal case), 32 MiB for root, to keep the run time
+/// of the files that test both callers (tests/tcp.rs, tests/splice.rs)
+/// down.
+pub fn pasta_bulk_size(who: As) -> u64 {
+    match who {
+        As::User => 256 << 20,
+        As::Root => 32 << 20,
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fam {
@@ -229,6 +241,14 @@ pub fn assert_same_data(r: &Json, data: &Data, what: &str, ctx: &str) {
     );
 }
 
+/// Client operation `i` succeeded and moved `expected[i].0` intact (what
+/// it is: `expected[i].1`), for each `i`.
+pub fn assert_transfers(res: &[Json], expected: &[(&Data, &str)], ctx: &str) {
+    for (i, (data, what)) in expected.iter().enumerate() {
+        assert_same_data(op_ok(res, i, ctx), data, what, ctx);
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Running the helper
 // ---------------------------------------------------------------------------
@@ -240,32 +260,22 @@ pub struct Data {
     pub len: u64,
 }
 
-/// The helper written into a rig's temp dir, and ways to start it.
-pub struct Tcp<'a> {
-    pub rig: &'a Rig,
-    pub python: PathBuf,
-    pub helper: PathBuf,
+/// The helper written into a rig's temp dir, and ways to start it (those
+/// it shares with the UDP helper: [`Script`], which it derefs to).
+pub struct Tcp<'a>(Script<'a>);
+
+impl<'a> Deref for Tcp<'a> {
+    type Target = Script<'a>;
+
+    fn deref(&self) -> &Script<'a> {
+        &self.0
+    }
 }
 
 impl<'a> Tcp<'a> {
     pub fn new(rig: &'a Rig) -> Tcp<'a> {
-        let helper = rig.tmp_path("tcp_helper.py");
-        fs::write(&helper, HELPER).expect("write the helper");
-        fs::set_permissions(&helper, fs::Permissions::from_mode(0o644)).expect("chmod helper");
-        Tcp {
-            rig,
-            python: tool("python3"),
-            helper,
-        }
-    }
-
-    pub fn argv(&self, mode: &str, spec: String) -> Vec<String> {
-        vec![
-            self.python.to_string_lossy().into_owned(),
-            self.helper.to_string_lossy().into_owned(),
-            mode.to_string(),
-            spec,
-        ]
+        let not_ready = "server did not start listening";
+        Tcp(Script::new(rig, "tcp_helper.py", HELPER, not_ready))
     }
 
     pub fn random_file(&self, name: &str, len: u64) -> Data {
@@ -286,44 +296,8 @@ impl<'a> Tcp<'a> {
     /// logged as `name`, and returns it once it listens.
     pub fn serve(&self, ns: &str, name: &str, listeners: &[Obj]) -> Child {
         let ready = self.rig.tmp_path(&format!("{name}.ready"));
-        let spec = Obj(Vec::new())
-            .s("ready", &ready.to_string_lossy())
-            .n("listen", json_array(listeners));
-        let mut cmd = self.rig.ns_cmd(ns, &self.argv("serve", spec.to_string()));
-        let mut child = self.rig.spawn_logged(&mut cmd, name);
-        self.wait_ready(&mut child, &ready, name);
-        child
-    }
-
-    pub fn wait_ready(&self, child: &mut Child, ready: &Path, name: &str) {
-        let mut exited = None;
-        wait_until(SHORT, || {
-            if let Ok(Some(st)) = child.try_wait() {
-                exited = Some(st);
-            }
-            exited.is_some() || ready.exists()
-        });
-        if !ready.exists() {
-            let how = exited.map_or_else(|| format!("not within {SHORT:?}"), describe_status);
-            panic!(
-                "{name}: the server did not start listening ({how})\n{}",
-                self.rig.log(name)
-            );
-        }
-    }
-
-    /// Runs `cmd` (a client) to its end within `timeout`; its output and
-    /// results.
-    pub fn run(&self, cmd: &mut Command, timeout: Duration) -> (Output, Vec<Json>) {
-        let out = self.rig.run(cmd, timeout);
-        let res = results(&out.stdout);
-        (out, res)
-    }
-
-    /// Runs the client `ops` as root in namespace `ns`.
-    pub fn client(&self, ns: &str, ops: &[Obj], timeout: Duration) -> (Output, Vec<Json>) {
-        let argv = self.argv("client", json_array(ops));
-        self.run(&mut self.rig.ns_cmd(ns, &argv), timeout)
+        let argv = self.server_argv(&ready, listeners);
+        self.spawn_server(&mut self.rig.ns_cmd(ns, &argv), &ready, name)
     }
 
     /// Waits for a server started as `name` (a bounded one) to finish and
@@ -332,8 +306,7 @@ impl<'a> Tcp<'a> {
         let why = "after its clients finished";
         let status = wait_exit(self.rig, child, SHORT, name, why);
         let log = self.rig.log(name);
-        let out = fs::read(self.rig.tmp_path(&format!("{name}.out"))).unwrap_or_default();
-        let res = results(&out);
+        let res = self.logged_results(name);
         let ctx = format!(
             "{ctx}\n--- {name} ended: {}\n{log}",
             describe_status(status)
@@ -385,18 +358,11 @@ pub fn guest_to_remote(t: &Tcp, guest: &dyn Guest, fam: Fam, size: u64) {
     ];
     let (out, res) = guest.client(t, &ops, BULK);
     let ctx = format!("{}\n{}{}", text(&out), rig.log("server"), guest.describe());
-    assert_same_data(
-        op_ok(&res, 0, &ctx),
-        &data,
-        "upload (the server's hash)",
-        &ctx,
-    );
-    assert_same_data(
-        op_ok(&res, 1, &ctx),
-        &data,
-        "download (the guest's hash)",
-        &ctx,
-    );
+    let expected = [
+        (&data, "upload (the server's hash)"),
+        (&data, "download (the guest's hash)"),
+    ];
+    assert_transfers(&res, &expected, &ctx);
     assert_eq!(out.status.code(), Some(0), "{ctx}");
     let (ctx, srv) = t.finish(&mut server, "server", &ctx);
     let sink = served(&srv, 5001, 1, &ctx);
@@ -439,14 +405,12 @@ pub fn remote_to_guest_forwarded(t: &Tcp, guest: &dyn Guest, fam: Fam, size: u64
     ];
     let (out, res) = t.client(&rig.remote, &ops, BULK);
     let ctx = format!("{}\n{}{}", text(&out), rig.log(&name), guest.describe());
-    assert_same_data(op_ok(&res, 0, &ctx), &data, "upload to the guest", &ctx);
-    assert_same_data(op_ok(&res, 1, &ctx), &data, "download from the guest", &ctx);
-    assert_same_data(
-        op_ok(&res, 2, &ctx),
-        &small,
-        "upload through 6003:5003",
-        &ctx,
-    );
+    let expected = [
+        (&data, "upload to the guest"),
+        (&data, "download from the guest"),
+        (&small, "upload through 6003:5003"),
+    ];
+    assert_transfers(&res, &expected, &ctx);
     let r = op_ok(&res, 3, &ctx);
     assert_eq!(
         r.str_of("err"),
@@ -493,18 +457,11 @@ pub fn guest_to_host_loopback(t: &Tcp, guest: &dyn Guest, fam: Fam, size: u64) {
     ];
     let (out, res) = guest.client(t, &ops, BULK);
     let ctx = format!("{}\n{}{}", text(&out), rig.log("server"), guest.describe());
-    assert_same_data(
-        op_ok(&res, 0, &ctx),
-        &data,
-        "upload to the host's loopback",
-        &ctx,
-    );
-    assert_same_data(
-        op_ok(&res, 1, &ctx),
-        &small,
-        "download from the host's loopback",
-        &ctx,
-    );
+    let expected = [
+        (&data, "upload to the host's loopback"),
+        (&small, "download from the host's loopback"),
+    ];
+    assert_transfers(&res, &expected, &ctx);
     assert_eq!(out.status.code(), Some(0), "{ctx}");
     let (ctx, srv) = t.finish(&mut server, "server", &ctx);
     assert_same_data(

@@ -15,13 +15,13 @@
 //!
 //! Addresses as the guest sees them: see `common::tcp` ([`Fam`]).
 
+use super::helper::Script;
 use super::json::Json;
-use super::tcp::{Fam, Obj, json_array, results};
+use super::tcp::{Fam, Obj};
 use super::*;
-use std::fs;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
+use std::ops::Deref;
+use std::path::Path;
+use std::process::{Child, Output};
 use std::time::Duration;
 
 const HELPER: &str = include_str!("../udp_helper.py");
@@ -34,93 +34,48 @@ pub const SIZES: [u64; 2] = [100, BIG_DATAGRAM];
 /// Bound for a UDP client run.
 pub const UDP_RUN: Duration = Duration::from_secs(60);
 
-/// The helper written into a rig's temp dir, and ways to start it.
-pub struct Udp<'a> {
-    pub rig: &'a Rig,
-    pub python: PathBuf,
-    pub helper: PathBuf,
+/// The helper written into a rig's temp dir, and ways to start it (those
+/// it shares with the TCP helper: [`Script`], which it derefs to).
+pub struct Udp<'a>(Script<'a>);
+
+impl<'a> Deref for Udp<'a> {
+    type Target = Script<'a>;
+
+    fn deref(&self) -> &Script<'a> {
+        &self.0
+    }
 }
 
 impl<'a> Udp<'a> {
     pub fn new(rig: &'a Rig) -> Udp<'a> {
-        let helper = rig.tmp_path("udp_helper.py");
-        fs::write(&helper, HELPER).expect("write the helper");
-        fs::set_permissions(&helper, fs::Permissions::from_mode(0o644)).expect("chmod helper");
-        Udp {
+        Udp(Script::new(
             rig,
-            python: tool("python3"),
-            helper,
-        }
-    }
-
-    /// `python3 udp_helper.py MODE SPEC`.
-    pub fn argv(&self, mode: &str, spec: String) -> Vec<String> {
-        vec![
-            self.python.to_string_lossy().into_owned(),
-            self.helper.to_string_lossy().into_owned(),
-            mode.to_string(),
-            spec,
-        ]
+            "udp_helper.py",
+            HELPER,
+            "UDP server did not bind",
+        ))
     }
 
     /// argv of an echo server on `(host, port)` each, which creates
     /// `ready` once bound.
-    pub fn server_argv(&self, ready: &Path, listeners: &[(&str, u16)]) -> Vec<String> {
+    pub fn echo_server_argv(&self, ready: &Path, listeners: &[(&str, u16)]) -> Vec<String> {
         let ls: Vec<Obj> = listeners
             .iter()
             .map(|(h, p)| Obj(Vec::new()).s("host", h).n("port", p))
             .collect();
-        let spec = Obj(Vec::new())
-            .s("ready", &ready.to_string_lossy())
-            .n("listen", json_array(&ls));
-        self.argv("serve", spec.to_string())
-    }
-
-    /// Starts the server `cmd` (which creates `ready` once bound) logged as
-    /// `name`, and returns it once it is bound.
-    pub fn spawn_server(&self, cmd: &mut Command, ready: &Path, name: &str) -> Child {
-        let mut child = self.rig.spawn_logged(cmd, name);
-        let mut exited = None;
-        wait_until(SHORT, || {
-            if let Ok(Some(st)) = child.try_wait() {
-                exited = Some(st);
-            }
-            exited.is_some() || ready.exists()
-        });
-        if !ready.exists() {
-            let how = exited.map_or_else(|| format!("not within {SHORT:?}"), describe_status);
-            panic!(
-                "{name}: the UDP server did not bind ({how})\n{}",
-                self.rig.log(name)
-            );
-        }
-        child
+        self.server_argv(ready, &ls)
     }
 
     /// Starts an echo server in the rig's namespace `ns`, logged as `name`.
     pub fn serve(&self, ns: &str, name: &str, listeners: &[(&str, u16)]) -> Child {
         let ready = self.rig.tmp_path(&format!("{name}.ready"));
-        let argv = self.server_argv(&ready, listeners);
+        let argv = self.echo_server_argv(&ready, listeners);
         self.spawn_server(&mut self.rig.ns_cmd(ns, &argv), &ready, name)
-    }
-
-    /// Runs `cmd` (a client) to its end within `timeout`.
-    pub fn run(&self, cmd: &mut Command, timeout: Duration) -> (Output, Vec<Json>) {
-        let out = self.rig.run(cmd, timeout);
-        let res = results(&out.stdout);
-        (out, res)
-    }
-
-    /// Runs the client `ops` as root in the rig's namespace `ns`.
-    pub fn client(&self, ns: &str, ops: &[Obj]) -> (Output, Vec<Json>) {
-        let argv = self.argv("client", json_array(ops));
-        self.run(&mut self.rig.ns_cmd(ns, &argv), UDP_RUN)
     }
 
     /// The datagrams the server logged as `name` has received so far.
     pub fn seen(&self, name: &str) -> Vec<Datagram> {
-        let out = fs::read(self.rig.tmp_path(&format!("{name}.out"))).unwrap_or_default();
-        results(&out)
+        self.logged_results(name)
             .iter()
             .map(|j| Datagram {
                 port: j.get("port").and_then(Json::as_u64).unwrap_or(0) as u16,
@@ -315,7 +270,7 @@ pub fn remote_to_guest_forwarded(u: &Udp, guest: &dyn UdpGuest, fam: Fam) {
         echo(h, 5001, &SIZES).s("bind", far).n("bind_port", 40003),
         echo(h, 5000, &SIZES).s("bind", far).n("bind_port", 40004),
     ];
-    let (out, res) = u.client(&rig.remote, &ops);
+    let (out, res) = u.client(&rig.remote, &ops, UDP_RUN);
     let ctx = format!("{}\n{}{}", text(&out), rig.log(&name), guest.describe());
     assert_replies_from(echoed(&res, 0, &ctx), h, 5001, &ctx);
     assert_replies_from(echoed(&res, 1, &ctx), h, 5000, &ctx);
