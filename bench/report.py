@@ -105,18 +105,25 @@ def parse(a):
     outside = a.kind in ("tput-in", "splice-in")
     text = read(os.path.join(a.rundir, "client.json" if outside else "out"))
     err = read(os.path.join(a.rundir, "err"))
-    if a.state != "ok":
-        daemon = first_line(read(os.path.join(a.rundir, "daemon.log")))
-        na("namespace not ready" + (": " + daemon if daemon else ""))
-    elif a.kind in ("tput", "tput-in", "splice-in", "splice-out"):
+
+    def iperf3_result(text):
+        """iperf3's JSON of the run, or why there is none (a string)."""
         try:
             j = json.loads(text)
         except ValueError:
             j = None
         if j is None:
-            na("iperf3 rc %s, no result %s" % (a.rc, first_line(err)))
-        elif "error" in j:
-            na(str(j["error"])[:80])
+            return "iperf3 rc %s, no result %s" % (a.rc, first_line(err))
+        if "error" in j:
+            return str(j["error"])[:80]
+        return j
+    if a.state != "ok":
+        daemon = first_line(read(os.path.join(a.rundir, "daemon.log")))
+        na("namespace not ready" + (": " + daemon if daemon else ""))
+    elif a.kind in ("tput", "tput-in", "splice-in", "splice-out"):
+        j = iperf3_result(text)
+        if isinstance(j, str):
+            na(j)
         else:
             recv = j["end"]["sum_received"]
             sent = j["end"].get("sum_sent", {})
@@ -143,14 +150,9 @@ def parse(a):
             if a.hwm:
                 emit("peak_rss_kib", a.hwm)
     elif a.kind == "udp":
-        try:
-            j = json.loads(text)
-        except ValueError:
-            j = None
-        if j is None:
-            na("iperf3 rc %s, no result %s" % (a.rc, first_line(err)))
-        elif "error" in j:
-            na(str(j["error"])[:80])
+        j = iperf3_result(text)
+        if isinstance(j, str):
+            na(j)
         else:
             recv = j["end"].get("sum_received") or j["end"]["sum"]
             gbps = recv["bits_per_second"] / 1e9

@@ -15,3 +15,17 @@ pub mod socket;
 pub mod spawn;
 pub mod splice;
 pub mod tun;
+
+/// Test support for the wrappers' tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::net::{TcpListener, TcpStream};
+
+    /// A connected pair of loopback TCP sockets (client, server).
+    pub fn tcp_pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        (client, server)
+    }
+}

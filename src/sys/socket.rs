@@ -212,15 +212,8 @@ pub fn peek_segments(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sys::testing::tcp_pair as pair;
     use std::io::{Read, Write};
-    use std::net::{TcpListener, TcpStream};
-
-    fn pair() -> (TcpStream, TcpStream) {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (server, _) = listener.accept().unwrap();
-        (client, server)
-    }
 
     #[test]
     fn socket_discard_drops_bytes_and_peek_offset_follows() {

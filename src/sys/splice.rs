@@ -151,15 +151,8 @@ pub fn splice_from_pipe(pipe: &Pipe, to: impl AsFd, len: usize, more: bool) -> i
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sys::testing::tcp_pair as pair;
     use std::io::{Read, Write};
-    use std::net::{TcpListener, TcpStream};
-
-    fn pair() -> (TcpStream, TcpStream) {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (server, _) = listener.accept().unwrap();
-        (client, server)
-    }
 
     #[test]
     fn splice_pipe_is_nonblocking_and_close_on_exec() {
