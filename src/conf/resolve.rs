@@ -573,19 +573,27 @@ impl<A: Copy + PartialEq> FamilyDnsSources<'_, A> {
     }
 }
 
-/// Port specs with the mode's defaults (passt: none, pasta: auto), and
-/// upstream's warning for ports mapped twice.
+/// Port specs with the mode's defaults (passt: none, pasta: auto; none for
+/// a protocol switched off with `--no-tcp` / `--no-udp`, whose explicit
+/// specs the parser already refused), and upstream's warning for ports
+/// mapped twice.
 fn forwards(opts: &mut Options, host: &HostNet, notices: &mut Vec<Notice>) -> Forwards {
     let default = match opts.mode {
         Mode::Passt => PortSpec::None,
         Mode::Pasta => PortSpec::Auto,
     };
-    let take = |spec: &mut Option<PortSpec>| spec.take().unwrap_or_else(|| default.clone());
+    let (tcp, udp) = (opts.services.tcp, opts.services.udp);
+    let take = |spec: &mut Option<PortSpec>, enabled: bool| {
+        spec.take().unwrap_or_else(|| match enabled {
+            true => default.clone(),
+            false => PortSpec::None,
+        })
+    };
     let fwd = Forwards {
-        tcp_in: take(&mut opts.tcp_ports),
-        udp_in: take(&mut opts.udp_ports),
-        tcp_out: take(&mut opts.tcp_ns),
-        udp_out: take(&mut opts.udp_ns),
+        tcp_in: take(&mut opts.tcp_ports, tcp),
+        udp_in: take(&mut opts.udp_ports, udp),
+        tcp_out: take(&mut opts.tcp_ns, tcp),
+        udp_out: take(&mut opts.udp_ns, udp),
         ephemeral_ports: host.ephemeral_ports,
         freebind: opts.freebind,
     };
@@ -1177,6 +1185,27 @@ mod tests {
         assert_eq!(
             (&c.fwd.tcp_in, &c.fwd.udp_in),
             (&PortSpec::All, &PortSpec::All)
+        );
+    }
+
+    #[test]
+    fn disabled_protocol_forwards_nothing_by_default() {
+        let host = dual_stack_host();
+        let c = config(Mode::Pasta, &["--no-udp"], &host);
+        let f = &c.fwd;
+        assert_eq!(
+            [&f.tcp_in, &f.udp_in, &f.tcp_out, &f.udp_out],
+            [
+                &PortSpec::Auto,
+                &PortSpec::None,
+                &PortSpec::Auto,
+                &PortSpec::None
+            ]
+        );
+        let c = config(Mode::Pasta, &["--no-tcp", "-t", "none", "-u", "53"], &host);
+        assert_eq!(
+            (&c.fwd.tcp_in, &c.fwd.tcp_out),
+            (&PortSpec::None, &PortSpec::None)
         );
     }
 
