@@ -17,7 +17,10 @@
 //!   loopback mapping (127.0.0.1) would not reach it: only pasta's DNS
 //!   redirect does;
 //! - in that case pasta's DHCP server (`--dhcp-dns`) tells the guest to use
-//!   the gateway as its nameserver, and dig at that address works.
+//!   the gateway as its nameserver, and dig at that address works;
+//! - the command lines podman and rootlesskit emit (REFERENCE.md §9)
+//!   resolve through their `--dns-forward` address with no `--dns-host`:
+//!   the queries reach the resolv.conf resolver (127.0.0.53).
 //!
 //! The host namespace's resolv.conf is the rig's own file
 //! ([`Rig::set_resolv_conf`]): `ip netns exec` bind-mounts it over
@@ -260,4 +263,71 @@ fn dns_loopback_resolver_is_advertised_by_dhcp_as_the_gateway_and_answers_there(
     );
     assert_eq!(out.status.code(), Some(0), "{ctx}");
     stop(&mut dnsmasq);
+}
+
+/// Replays a real caller's command line (REFERENCE.md §9) with the host's
+/// resolver on 127.0.0.53 and no `--dns-host`: the guest's queries to the
+/// caller's `--dns-forward` address `forward` reach that resolver, over UDP
+/// and TCP.
+fn caller_line_resolves_through_dns_forward(caller: &[&str], forward: &str) {
+    let rig = Rig::new();
+    rig.set_resolv_conf(&format!("nameserver {STUB4}\n"));
+    let mut dnsmasq = start_dnsmasq(&rig, &[STUB4]);
+    let script = format!(
+        "{}{}",
+        dig_line(forward, "A", false),
+        dig_line(forward, "A", true)
+    );
+    let mut args = caller.to_vec();
+    args.extend(["--", "sh", "-c", &script]);
+    let out = rig.run(&mut rig.pasta_cmd(As::User, &args), DIG_RUN);
+    let ctx = format!("{args:?}\n{}\n{}", text(&out), rig.log("dnsmasq"));
+    assert_answers(&out, forward, ANSWER4, &ctx);
+    assert_eq!(out.status.code(), Some(0), "{ctx}");
+    stop(&mut dnsmasq);
+}
+
+/// podman's custom-network line (its `--netns PATH` and `--pid FILE` left
+/// out: pasta spawns the namespace here).
+#[test]
+fn dns_podman_command_line_resolves_through_its_dns_forward_address() {
+    let podman = [
+        "--config-net",
+        "--dns-forward",
+        "169.254.1.1",
+        "-t",
+        "none",
+        "-u",
+        "none",
+        "-T",
+        "none",
+        "-U",
+        "none",
+        "--no-map-gw",
+        "--quiet",
+        "--map-guest-addr",
+        "169.254.1.2",
+    ];
+    caller_line_resolves_through_dns_forward(&podman, "169.254.1.1");
+}
+
+/// rootlesskit's line (its `PID` left out: pasta spawns the namespace).
+#[test]
+fn dns_rootlesskit_command_line_resolves_through_its_dns_forward_address() {
+    let rootlesskit = [
+        "--stderr",
+        "--ns-ifname=tap0",
+        "--mtu=65520",
+        "--config-net",
+        "--address=10.0.2.100",
+        "--netmask=24",
+        "--gateway=10.0.2.2",
+        "--dns-forward=10.0.2.3",
+        "--no-map-gw",
+        "--ipv4-only",
+        "--tcp-ports=auto",
+        "--udp-ports=auto",
+        "--host-lo-to-ns-lo",
+    ];
+    caller_line_resolves_through_dns_forward(&rootlesskit, "10.0.2.3");
 }
