@@ -5,13 +5,20 @@
 use super::GuestLink;
 use crate::link::Offload;
 
-/// Frames sent to the guest, kept for the test to look at.
+/// Frames sent to the guest, kept for the test to look at; while
+/// `refusing`, the link takes none (a full guest link).
 #[derive(Default)]
-pub struct Frames(pub Vec<Vec<u8>>);
+pub struct Frames {
+    pub sent: Vec<Vec<u8>>,
+    pub refusing: bool,
+}
 
 impl GuestLink for Frames {
     fn send_frame(&mut self, frame: &[u8]) -> bool {
-        self.0.push(frame.to_vec());
+        if self.refusing {
+            return false;
+        }
+        self.sent.push(frame.to_vec());
         true
     }
 

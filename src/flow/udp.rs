@@ -836,7 +836,7 @@ mod socket_tests {
         /// The datagrams sent to the guest since the last call: (source,
         /// destination, payload).
         fn sent(&mut self) -> Vec<(SocketAddr, SocketAddr, Vec<u8>)> {
-            let frames = std::mem::take(&mut self.link.0);
+            let frames = std::mem::take(&mut self.link.sent);
             frames
                 .iter()
                 .map(|f| {

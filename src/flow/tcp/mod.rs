@@ -82,6 +82,11 @@ const SEND_BUFFER_OVERHEAD: usize = 2;
 /// Connections accepted per listener wake-up (the listener is
 /// level-triggered: the rest come on the next one).
 const ACCEPT_BURST: usize = 64;
+/// RSTs toward the guest kept while its link refuses frames, at most.
+const KEPT_RESETS: usize = 256;
+/// Room for a control segment toward the guest (IPv6 + the longest
+/// option block).
+const CONTROL_FRAME_MAX: usize = 128;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TcpCounters {
@@ -119,6 +124,10 @@ pub struct TcpFlows {
     staged_for: Option<FlowId>,
     /// Connections waiting for the guest link to take frames again.
     blocked: Vec<FlowId>,
+    /// RSTs the guest link refused, sent first once it takes frames again
+    /// (a lost RST leaves the guest's connection to its timeouts); at most
+    /// [`KEPT_RESETS`], the rest are dropped.
+    refused_resets: Vec<([u8; CONTROL_FRAME_MAX], usize)>,
     /// Our MSS toward the guest, per family, from the MTU.
     link_mss4: u16,
     link_mss6: u16,
@@ -179,6 +188,7 @@ impl TcpFlows {
             staged: Vec::with_capacity(TAIL_MAX),
             staged_for: None,
             blocked: Vec::new(),
+            refused_resets: Vec::new(),
             link_mss4: link_mss(config.mtu, 20),
             link_mss6: link_mss(config.mtu, 40),
             sndbuf: send_buffer_size(),
@@ -308,8 +318,20 @@ impl TcpFlows {
             flags: flag_bits,
             window: 0,
         };
+        self.send_reset(ctx, ends, &ctl);
+    }
+
+    /// Sends an RST to the guest; if the link refuses it, keeps it for
+    /// [`TcpFlows::resume_blocked`].
+    fn send_reset(&mut self, ctx: &mut Ctx<'_>, ends: &Endpoints, ctl: &Control) {
         self.counters.resets_to_guest += 1;
-        send_control(ctx, ends, &ctl, &TcpOptions::default());
+        let mut frame = [0u8; CONTROL_FRAME_MAX];
+        let Some(len) = wire::build_control(ends, ctl, &TcpOptions::default(), &mut frame) else {
+            return;
+        };
+        if !ctx.link.send_frame(&frame[..len]) && self.refused_resets.len() < KEPT_RESETS {
+            self.refused_resets.push((frame, len));
+        }
     }
 
     /// A guest segment for connection `id`.
@@ -737,12 +759,22 @@ impl TcpFlows {
 
     /// Connections waiting for the guest link to take frames again.
     pub fn link_waiters(&self) -> bool {
-        !self.blocked.is_empty()
+        !self.blocked.is_empty() || !self.refused_resets.is_empty()
     }
 
-    /// The guest link is writable again: the connections that were
-    /// waiting for it send, in turn, until the link is full again.
+    /// The guest link is writable again: the RSTs it refused go first, then
+    /// the connections that were waiting for it send, in turn, until the
+    /// link is full again.
     pub fn resume_blocked(&mut self, flows: &mut Flows, ctx: &mut Ctx<'_>) {
+        let sent = self
+            .refused_resets
+            .iter()
+            .take_while(|(frame, len)| ctx.link.send_frame(&frame[..*len]))
+            .count();
+        self.refused_resets.drain(..sent);
+        if !self.refused_resets.is_empty() {
+            return;
+        }
         let waiting = std::mem::take(&mut self.blocked);
         let mut rest = waiting.iter();
         for &id in rest.by_ref() {
@@ -858,8 +890,7 @@ impl TcpFlows {
             flags: flags::RST | flags::ACK,
             window: 0,
         };
-        self.counters.resets_to_guest += 1;
-        send_control(ctx, ends, &ctl, &TcpOptions::default());
+        self.send_reset(ctx, ends, &ctl);
         Some(Close::ResetHost)
     }
 
@@ -1078,8 +1109,7 @@ impl TcpFlows {
                 flags: flags::RST | flags::ACK,
                 window: 0,
             };
-            self.counters.resets_to_guest += 1;
-            send_control(ctx, &ends, &ctl, &TcpOptions::default());
+            self.send_reset(ctx, &ends, &ctl);
         }
         if how != Close::Done {
             reset_socket(&conn.socket);
@@ -1269,7 +1299,7 @@ fn send_duplicate_ack(ctx: &mut Ctx<'_>, ends: &Endpoints, conn: &mut TcpConn) {
 }
 
 fn send_control(ctx: &mut Ctx<'_>, ends: &Endpoints, ctl: &Control, options: &TcpOptions) {
-    let mut frame = [0u8; 128];
+    let mut frame = [0u8; CONTROL_FRAME_MAX];
     if let Some(len) = wire::build_control(ends, ctl, options, &mut frame) {
         ctx.link.send_frame(&frame[..len]);
     }
@@ -1534,7 +1564,7 @@ mod socket_tests {
 
         /// The segments sent to the guest since the last call.
         fn sent(&mut self) -> Vec<(u8, u32, u32)> {
-            let frames = std::mem::take(&mut self.link.0);
+            let frames = std::mem::take(&mut self.link.sent);
             let segs = frames.iter().map(|f| wire::parse_segment(f).unwrap());
             segs.map(|s| (s.flags, s.seq, s.ack)).collect()
         }
@@ -1558,6 +1588,28 @@ mod socket_tests {
     /// guest's FIN (with the ACK of ours). The guest's FIN must be
     /// acknowledged, or the guest stays in LAST-ACK resending it to a
     /// connection that is gone.
+    /// An RST the guest link refuses (a full passt socket) is kept and
+    /// sent first once the link is writable; nothing else waits for it.
+    #[test]
+    fn tcp_reset_refused_by_the_link_is_sent_when_it_is_writable() {
+        in_private_netns(|| {
+            let mut rig = Rig::new();
+            // The host port stops listening: the guest's SYN gets an RST.
+            rustix::net::shutdown(&rig.listener, Shutdown::Read).unwrap();
+            rig.link.refusing = true;
+            rig.guest(flags::SYN, 1000, 0, &[]);
+            rig.events();
+            assert!(rig.sent().is_empty());
+            rig.with_ctx(|tcp, _, _| assert!(tcp.link_waiters(), "EPOLLOUT wanted"));
+            rig.with_ctx(|tcp, flows, ctx| tcp.resume_blocked(flows, ctx));
+            assert!(rig.sent().is_empty(), "still refused: kept");
+            rig.link.refusing = false;
+            rig.with_ctx(|tcp, flows, ctx| tcp.resume_blocked(flows, ctx));
+            assert_eq!(rig.sent(), vec![(flags::RST | flags::ACK, 0, 1001)]);
+            rig.with_ctx(|tcp, _, _| assert!(!tcp.link_waiters()));
+        });
+    }
+
     #[test]
     fn tcp_guest_fin_that_completes_the_close_is_acknowledged() {
         in_private_netns(|| {
