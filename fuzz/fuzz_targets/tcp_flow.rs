@@ -67,8 +67,10 @@
 //! above also say that it was not counted as sent: the flows' data sent
 //! (`seq_to_guest`, less a FIN) never goes beyond what the link took, and
 //! the closing exchange (link writable, `resume_blocked` each round) still
-//! delivers everything. Control frames are not kept by the flows: a
-//! refused ACK is as if lost (the host may read data whose ACK the guest
+//! delivers everything. Of the control frames only RSTs are kept by the
+//! flows (and sent first once the link takes frames again: a kept RST of
+//! an earlier connection may arrive during a later one, and is accepted):
+//! a refused ACK is as if lost (the host may read data whose ACK the guest
 //! never got), a refused FIN or SYN-ACK is counted as sent and comes again
 //! from the ACK timer or three duplicate ACKs only (the closing exchange
 //! lets the timer run a few times when it stalls), and a guest that
