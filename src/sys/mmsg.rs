@@ -66,7 +66,7 @@ pub fn recv_many(fd: impl AsFd, bufs: &mut [&mut [u8]], out: &mut [Received]) ->
             _ => Err(e),
         };
     }
-    let n = n as usize;
+    let n = (n as usize).min(count);
     for i in 0..n {
         let hdr = &msgs[i].msg_hdr;
         out[i] = Received {
@@ -121,7 +121,7 @@ pub fn send_many(fd: impl AsFd, datagrams: &[&[u8]], to: Option<SocketAddr>) -> 
             _ => Err(e),
         };
     }
-    Ok(n as usize)
+    Ok((n as usize).min(count))
 }
 
 /// A socket address as the kernel takes it.
