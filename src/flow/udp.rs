@@ -197,11 +197,10 @@ impl UdpFlows {
                 .take(MAX_BATCH)
                 .take_while(|s| s.id == id)
                 .count();
-            let datagrams: Vec<&[u8]> = self.staged[at..at + run]
+            let datagrams = self.staged[at..at + run]
                 .iter()
-                .filter_map(|s| frames(s.frame)?.get(s.payload.clone()))
-                .collect();
-            let sent = send_toward_host(flows, id, &datagrams);
+                .filter_map(|s| frames(s.frame)?.get(s.payload.clone()));
+            let sent = send_toward_host(flows, id, datagrams);
             self.counters.dropped_send += (run - sent) as u64;
             at += run;
         }
@@ -537,11 +536,11 @@ impl UdpFlows {
             }
             End::Socket(fd) => {
                 let payload = &frame_area[headroom..headroom + r.len];
-                mmsg::send_many(fd, &[payload], None).is_ok_and(|n| n == 1)
+                mmsg::send_many(fd, [payload], None).is_ok_and(|n| n == 1)
             }
             End::Listener { socket, peer } => {
                 let payload = &frame_area[headroom..headroom + r.len];
-                mmsg::send_many(socket, &[payload], Some(*peer)).is_ok_and(|n| n == 1)
+                mmsg::send_many(socket, [payload], Some(*peer)).is_ok_and(|n| n == 1)
             }
         };
         if !delivered {
@@ -653,15 +652,18 @@ fn receive(
     headroom: usize,
     out: &mut [Received],
 ) -> io::Result<usize> {
-    let mut bufs: Vec<&mut [u8]> = rx
+    let bufs = rx
         .chunks_exact_mut(SLOT)
-        .map(|slot| &mut slot[headroom..])
-        .collect();
-    mmsg::recv_many(socket, &mut bufs, out)
+        .map(|slot| slot.get_mut(headroom..).unwrap_or_default());
+    mmsg::recv_many(socket, bufs, out)
 }
 
 /// Staged guest datagrams of flow `id` to its host end; how many were sent.
-fn send_toward_host(flows: &mut Flows, id: FlowId, datagrams: &[&[u8]]) -> usize {
+fn send_toward_host<'d>(
+    flows: &mut Flows,
+    id: FlowId,
+    datagrams: impl IntoIterator<Item = &'d [u8]>,
+) -> usize {
     let Some(flow) = flows.get_mut(id) else {
         return 0;
     };

@@ -26,26 +26,35 @@ pub struct Received {
     pub from: Option<SocketAddr>,
 }
 
-/// Receives up to `bufs.len()` (at most [`MAX_BATCH`]) datagrams, one per
-/// buffer, without blocking; fills `out` and returns how many arrived
-/// (`Ok(0)` when none waited).
-pub fn recv_many(fd: impl AsFd, bufs: &mut [&mut [u8]], out: &mut [Received]) -> io::Result<usize> {
-    let count = bufs.len().min(out.len()).min(MAX_BATCH);
+/// Receives up to one datagram per buffer of `bufs` (at most
+/// `out.len()` and [`MAX_BATCH`]) without blocking; fills `out` and returns
+/// how many arrived (`Ok(0)` when none waited).
+pub fn recv_many<'b>(
+    fd: impl AsFd,
+    bufs: impl IntoIterator<Item = &'b mut [u8]>,
+    out: &mut [Received],
+) -> io::Result<usize> {
     // SAFETY: all-zero is a valid value of these plain C structures.
     let mut names: [libc::sockaddr_storage; MAX_BATCH] = unsafe { zeroed() };
     // SAFETY: as above.
     let mut iovs: [libc::iovec; MAX_BATCH] = unsafe { zeroed() };
     // SAFETY: as above.
     let mut msgs: [libc::mmsghdr; MAX_BATCH] = unsafe { zeroed() };
-    for i in 0..count {
+    let limit = out.len().min(MAX_BATCH);
+    let mut count = 0;
+    for (i, buf) in bufs.into_iter().take(limit).enumerate() {
+        count = i + 1;
         iovs[i] = libc::iovec {
-            iov_base: bufs[i].as_mut_ptr().cast(),
-            iov_len: bufs[i].len(),
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
         };
         msgs[i].msg_hdr.msg_name = (&raw mut names[i]).cast();
         msgs[i].msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
         msgs[i].msg_hdr.msg_iov = &raw mut iovs[i];
         msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    if count == 0 {
+        return Ok(0);
     }
     // SAFETY: `msgs[..count]` point at `count` iovecs covering buffers
     // borrowed mutably for this call and at `count` sockaddr_storage
@@ -70,7 +79,7 @@ pub fn recv_many(fd: impl AsFd, bufs: &mut [&mut [u8]], out: &mut [Received]) ->
     for i in 0..n {
         let hdr = &msgs[i].msg_hdr;
         out[i] = Received {
-            len: (msgs[i].msg_len as usize).min(bufs[i].len()),
+            len: (msgs[i].msg_len as usize).min(iovs[i].iov_len),
             truncated: hdr.msg_flags & libc::MSG_TRUNC != 0,
             from: socket_addr(&names[i], hdr.msg_namelen),
         };
@@ -81,20 +90,22 @@ pub fn recv_many(fd: impl AsFd, bufs: &mut [&mut [u8]], out: &mut [Received]) ->
 /// Sends `datagrams` (at most [`MAX_BATCH`] per call) on `fd`: to its
 /// connected peer, or to `to`. Returns how many the kernel took; a short
 /// count means the socket's buffer is full or the next one failed.
-pub fn send_many(fd: impl AsFd, datagrams: &[&[u8]], to: Option<SocketAddr>) -> io::Result<usize> {
-    let count = datagrams.len().min(MAX_BATCH);
-    if count == 0 {
-        return Ok(0);
-    }
+pub fn send_many<'d>(
+    fd: impl AsFd,
+    datagrams: impl IntoIterator<Item = &'d [u8]>,
+    to: Option<SocketAddr>,
+) -> io::Result<usize> {
     let mut name = to.map(sockaddr);
     // SAFETY: all-zero is a valid value of these plain C structures.
     let mut iovs: [libc::iovec; MAX_BATCH] = unsafe { zeroed() };
     // SAFETY: as above.
     let mut msgs: [libc::mmsghdr; MAX_BATCH] = unsafe { zeroed() };
-    for i in 0..count {
+    let mut count = 0;
+    for (i, datagram) in datagrams.into_iter().take(MAX_BATCH).enumerate() {
+        count = i + 1;
         iovs[i] = libc::iovec {
-            iov_base: datagrams[i].as_ptr().cast_mut().cast(),
-            iov_len: datagrams[i].len(),
+            iov_base: datagram.as_ptr().cast_mut().cast(),
+            iov_len: datagram.len(),
         };
         if let Some((storage, len)) = &mut name {
             msgs[i].msg_hdr.msg_name = (storage as *mut libc::sockaddr_storage).cast();
@@ -102,6 +113,9 @@ pub fn send_many(fd: impl AsFd, datagrams: &[&[u8]], to: Option<SocketAddr>) -> 
         }
         msgs[i].msg_hdr.msg_iov = &raw mut iovs[i];
         msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    if count == 0 {
+        return Ok(0);
     }
     // SAFETY: `msgs[..count]` point at iovecs over the borrowed datagrams
     // (only read by sendmmsg) and at one valid socket address of the given
@@ -200,17 +214,19 @@ mod tests {
             let to = b.local_addr().unwrap();
             let payloads: Vec<Vec<u8>> = (0..5).map(|i| vec![i as u8; 100 * (i + 1)]).collect();
             let refs: Vec<&[u8]> = payloads.iter().map(|p| &p[..]).collect();
-            assert_eq!(send_many(&a, &refs, Some(to)).unwrap(), 5);
+            assert_eq!(send_many(&a, refs.iter().copied(), Some(to)).unwrap(), 5);
             let mut storage = vec![vec![0u8; 300]; 8];
-            let mut bufs: Vec<&mut [u8]> = storage.iter_mut().map(|b| &mut b[..]).collect();
             let mut out = [Received::default(); 8];
             let n = (0..100)
-                .find_map(|_| match recv_many(&b, &mut bufs, &mut out).unwrap() {
-                    0 => {
-                        std::thread::sleep(std::time::Duration::from_millis(5));
-                        None
+                .find_map(|_| {
+                    let bufs = storage.iter_mut().map(|b| &mut b[..]);
+                    match recv_many(&b, bufs, &mut out).unwrap() {
+                        0 => {
+                            std::thread::sleep(std::time::Duration::from_millis(5));
+                            None
+                        }
+                        n => Some(n),
                     }
-                    n => Some(n),
                 })
                 .unwrap();
             assert_eq!(n, 5);
@@ -219,7 +235,8 @@ mod tests {
                 assert_eq!(r.len, (100 * (i + 1)).min(300));
                 assert_eq!(r.truncated, i >= 3);
             }
-            assert_eq!(recv_many(&b, &mut bufs, &mut out).unwrap(), 0);
+            let bufs = storage.iter_mut().map(|b| &mut b[..]);
+            assert_eq!(recv_many(&b, bufs, &mut out).unwrap(), 0);
         }
     }
 
@@ -229,14 +246,15 @@ mod tests {
         let b = UdpSocket::bind("[::]:0").unwrap();
         let port = b.local_addr().unwrap().port();
         a.connect(("127.0.0.1", port)).unwrap();
-        assert_eq!(send_many(&a, &[b"x", b"yz"], None).unwrap(), 2);
+        assert_eq!(send_many(&a, [&b"x"[..], b"yz"], None).unwrap(), 2);
         let mut s1 = [0u8; 8];
         let mut s2 = [0u8; 8];
         let mut bufs: [&mut [u8]; 2] = [&mut s1, &mut s2];
         let mut out = [Received::default(); 2];
         let mut got = 0;
         for _ in 0..100 {
-            got += recv_many(&b, &mut bufs[got..], &mut out[got..]).unwrap();
+            let rest = bufs[got..].iter_mut().map(|b| &mut b[..]);
+            got += recv_many(&b, rest, &mut out[got..]).unwrap();
             if got == 2 {
                 break;
             }
@@ -244,6 +262,6 @@ mod tests {
         }
         assert_eq!(got, 2);
         assert_eq!(out[0].from, Some(a.local_addr().unwrap()), "mapped as IPv4");
-        assert_eq!(send_many(&a, &[], None).unwrap(), 0);
+        assert_eq!(send_many(&a, [], None).unwrap(), 0);
     }
 }
