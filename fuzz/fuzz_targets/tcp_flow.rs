@@ -625,15 +625,7 @@ impl World {
             link,
             ..
         } = self;
-        let mut ctx = Ctx {
-            our_mac: config.our_mac,
-            config,
-            events,
-            guest_mac: GUEST_MAC,
-            guest_addrs: passt_rs::flow::GuestAddrs::new(config),
-            link,
-            namespace: None,
-        };
+        let mut ctx = Ctx::standalone(config, events, GUEST_MAC, link);
         f(tcp, flows, &mut ctx)
     }
 

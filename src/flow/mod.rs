@@ -52,6 +52,27 @@ pub struct Ctx<'a> {
     pub namespace: Option<&'a dyn NamespaceSockets>,
 }
 
+impl<'a> Ctx<'a> {
+    /// A context outside the engine (tests, fuzz targets): our MAC from
+    /// `config`, the guest's configured addresses, no namespace.
+    pub fn standalone(
+        config: &'a Config,
+        events: &'a EventLoop,
+        guest_mac: [u8; 6],
+        link: &'a mut dyn GuestLink,
+    ) -> Ctx<'a> {
+        Ctx {
+            config,
+            events,
+            our_mac: config.our_mac,
+            guest_mac,
+            guest_addrs: GuestAddrs::new(config),
+            link,
+            namespace: None,
+        }
+    }
+}
+
 /// The guest's addresses (upstream's `addr_seen`): the assigned ones until
 /// the guest's frames show others.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -726,7 +726,6 @@ mod socket_tests {
     use super::*;
     use crate::conf::{Config, Mode, fixture};
     use crate::event::{EventLoop, Ready};
-    use crate::flow::GuestAddrs;
     use crate::flow::listen::{Forward, Listeners};
     use crate::flow::testing::{Frames, in_private_netns};
     use std::net::UdpSocket;
@@ -771,15 +770,7 @@ mod socket_tests {
                 link,
                 listeners,
             } = self;
-            let mut ctx = Ctx {
-                our_mac: config.our_mac,
-                config,
-                events,
-                guest_mac: [2; 6],
-                guest_addrs: GuestAddrs::new(config),
-                link,
-                namespace: None,
-            };
+            let mut ctx = Ctx::standalone(config, events, [2; 6], link);
             f(udp, flows, listeners, &mut ctx);
         }
 

@@ -1507,15 +1507,7 @@ mod socket_tests {
                 link,
                 ..
             } = self;
-            let mut ctx = Ctx {
-                our_mac: config.our_mac,
-                config,
-                events,
-                guest_mac: [2; 6],
-                guest_addrs: crate::flow::GuestAddrs::new(config),
-                link,
-                namespace: None,
-            };
+            let mut ctx = Ctx::standalone(config, events, [2; 6], link);
             f(tcp, flows, &mut ctx);
         }
 
