@@ -106,6 +106,15 @@ def parse(a):
     text = read(os.path.join(a.rundir, "client.json" if outside else "out"))
     err = read(os.path.join(a.rundir, "err"))
 
+    def emit_cost(nbytes):
+        """The daemon's CPU per GiB moved and its peak RSS."""
+        if a.cpu0 and a.cpu1 and nbytes > 0:
+            cpu = (int(a.cpu1) - int(a.cpu0)) / float(a.clk_tck)
+            emit("cpu_s_per_gib", "%.4f" % (cpu / (nbytes / GIB)))
+            summary.append("daemon %.2f CPU s, %.3f s/GiB" % (cpu, cpu / (nbytes / GIB)))
+        if a.hwm:
+            emit("peak_rss_kib", a.hwm)
+
     def iperf3_result(text):
         """iperf3's JSON of the run, or why there is none (a string)."""
         try:
@@ -143,12 +152,7 @@ def parse(a):
             if sig:
                 summary.append("guest RTO %s, tap TX drops %s" % (
                     sig.get("guest_rto", "?"), sig.get("tap_tx_dropped", "?")))
-            if a.cpu0 and a.cpu1 and nbytes > 0:
-                cpu = (int(a.cpu1) - int(a.cpu0)) / float(a.clk_tck)
-                emit("cpu_s_per_gib", "%.4f" % (cpu / (nbytes / GIB)))
-                summary.append("daemon %.2f CPU s, %.3f s/GiB" % (cpu, cpu / (nbytes / GIB)))
-            if a.hwm:
-                emit("peak_rss_kib", a.hwm)
+            emit_cost(nbytes)
     elif a.kind == "udp":
         j = iperf3_result(text)
         if isinstance(j, str):
@@ -163,12 +167,7 @@ def parse(a):
             emit("bytes", nbytes)
             emit("loss_pct", "%.3f" % loss)
             summary.append("%.3f Gbit/s received, %.2f%% lost" % (gbps, loss))
-            if a.cpu0 and a.cpu1 and nbytes > 0:
-                cpu = (int(a.cpu1) - int(a.cpu0)) / float(a.clk_tck)
-                emit("cpu_s_per_gib", "%.4f" % (cpu / (nbytes / GIB)))
-                summary.append("daemon %.2f CPU s, %.3f s/GiB" % (cpu, cpu / (nbytes / GIB)))
-            if a.hwm:
-                emit("peak_rss_kib", a.hwm)
+            emit_cost(nbytes)
     elif a.kind in ("rr", "crr", "urr"):
         try:
             j = json.loads(first_line(text, 10000) or "null")
