@@ -107,7 +107,8 @@ impl Forward {
         }
     }
 
-    fn spec(self, config: &Config) -> &PortSpec {
+    /// The forward's port spec in `config`.
+    pub fn spec(self, config: &Config) -> &PortSpec {
         match self {
             Forward::TcpIn => &config.fwd.tcp_in,
             Forward::UdpIn => &config.fwd.udp_in,
@@ -446,12 +447,7 @@ impl<'n> Binder<'n> {
         }
         let fd = match self.namespace {
             Some(namespace) => namespace.socket(family, self.socket_type)?,
-            None => rustix::net::socket_with(
-                family,
-                self.socket_type,
-                SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
-                None,
-            )?,
+            None => super::new_socket(family, self.socket_type)?,
         };
         sockopt::set_socket_reuseaddr(&fd, true)?;
         if addr.is_ipv6() {

@@ -133,6 +133,14 @@ pub trait GuestLink {
 /// The flow table as the engine instantiates it.
 pub type Flows = table::FlowTable<FlowState>;
 
+/// A non-blocking, close-on-exec socket of `family` and `kind` in the
+/// calling thread's network namespace (the host's, but for pasta's helper
+/// threads).
+pub fn new_socket(family: AddressFamily, kind: SocketType) -> io::Result<OwnedFd> {
+    let flags = rustix::net::SocketFlags::NONBLOCK | rustix::net::SocketFlags::CLOEXEC;
+    rustix::net::socket_with(family, kind, flags, None).map_err(io::Error::from)
+}
+
 /// The loopback address of `like`'s family.
 pub fn loopback_like(like: IpAddr) -> IpAddr {
     match like.to_canonical() {

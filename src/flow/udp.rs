@@ -34,11 +34,11 @@ use std::ops::Range;
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use rustix::net::{AddressFamily, SocketFlags, SocketType, ipproto, sockopt};
+use rustix::net::{AddressFamily, SocketType, sockopt};
 
 use super::listen::{DatagramListener, Listeners};
 use super::table::{FlowId, FlowSide, Indexed, Pif, Protocol, Side};
-use super::{Ctx, FlowState, Flows, family_of, loopback_like, nat, unspecified_like};
+use super::{Ctx, FlowState, Flows, family_of, loopback_like, nat, new_socket, unspecified_like};
 use crate::event::{Interest, Token, TokenKind};
 use crate::link::{Offload, PartialChecksum};
 use crate::sys::mmsg::{self, MAX_BATCH, Received};
@@ -596,15 +596,9 @@ fn splices(ctx: &Ctx<'_>, peer: SocketAddr) -> bool {
     ctx.namespace.is_some() && ctx.config.pasta.splice && peer.ip().to_canonical().is_loopback()
 }
 
-/// A non-blocking, close-on-exec datagram socket in our own namespace.
+/// A datagram socket in our own namespace.
 fn host_socket(family: AddressFamily) -> io::Result<OwnedFd> {
-    rustix::net::socket_with(
-        family,
-        SocketType::DGRAM,
-        SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
-        Some(ipproto::UDP),
-    )
-    .map_err(io::Error::from)
+    new_socket(family, SocketType::DGRAM)
 }
 
 /// Options every flow socket gets: address reuse (several flows may share

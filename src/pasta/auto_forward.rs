@@ -36,13 +36,7 @@ pub struct AutoForward {
 }
 
 fn is_auto(config: &Config, forward: Forward) -> bool {
-    let spec = match forward {
-        Forward::TcpIn => &config.fwd.tcp_in,
-        Forward::UdpIn => &config.fwd.udp_in,
-        Forward::TcpOut => &config.fwd.tcp_out,
-        Forward::UdpOut => &config.fwd.udp_out,
-    };
-    *spec == PortSpec::Auto
+    *forward.spec(config) == PortSpec::Auto
 }
 
 impl AutoForward {

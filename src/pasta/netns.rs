@@ -15,7 +15,7 @@ use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use rustix::net::{AddressFamily, SocketFlags, SocketType};
+use rustix::net::{AddressFamily, SocketType};
 
 use crate::flow::NamespaceSockets;
 use crate::sys::ns::{self, NsKind};
@@ -105,15 +105,7 @@ impl NamespaceSockets for NsSockets {
         }
         let made = self.netns.run(|| {
             (0..SOCKET_BATCH)
-                .map(|_| {
-                    rustix::net::socket_with(
-                        family,
-                        kind,
-                        SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
-                        None,
-                    )
-                    .map_err(io::Error::from)
-                })
+                .map(|_| crate::flow::new_socket(family, kind))
                 .collect::<io::Result<Vec<OwnedFd>>>()
         })?;
         let mut made = made.into_iter();

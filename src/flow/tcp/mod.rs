@@ -1315,16 +1315,7 @@ fn connect_socket(
     sndbuf: Option<usize>,
     guest_mss: u16,
 ) -> io::Result<OwnedFd> {
-    let family = match dst {
-        SocketAddr::V4(_) => AddressFamily::INET,
-        SocketAddr::V6(_) => AddressFamily::INET6,
-    };
-    let socket = rustix::net::socket_with(
-        family,
-        SocketType::STREAM,
-        SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
-        None,
-    )?;
+    let socket = super::new_socket(super::family_of(dst), SocketType::STREAM)?;
     super::bind_outbound(config, &socket, dst.is_ipv6(), 0)?;
     tune_socket(&socket, sndbuf);
     if let Err(e) = sock::set_tcp_maxseg(&socket, guest_mss.clamp(MIN_MSS, MAX_MSS)) {

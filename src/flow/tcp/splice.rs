@@ -58,12 +58,12 @@ use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
 use rustix::io::Errno;
-use rustix::net::{Shutdown, SocketFlags, SocketType};
+use rustix::net::{Shutdown, SocketType};
 
 use crate::event::{EventLoop, Interest, Ready, Token, TokenKind};
 use crate::flow::listen::{Accepted, Forward};
 use crate::flow::table::{FlowId, FlowSide, Indexed, InsertError, Pif, Protocol, Side};
-use crate::flow::{Ctx, FlowState, Flows, family_of, loopback_like, unspecified_like};
+use crate::flow::{Ctx, FlowState, Flows, family_of, loopback_like, new_socket, unspecified_like};
 use crate::sys::splice::{self as sys_splice, Pipe};
 
 /// A target that has not connected after this long: both sides close
@@ -759,12 +759,7 @@ fn reset_socket(socket: &OwnedFd) {
 /// A stream socket in our own namespace for `dst`, bound to the loopback
 /// address of its family (`-T` keeps the loopback source).
 fn host_socket(dst: SocketAddr) -> io::Result<OwnedFd> {
-    let socket = rustix::net::socket_with(
-        family_of(dst),
-        SocketType::STREAM,
-        SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
-        None,
-    )?;
+    let socket = new_socket(family_of(dst), SocketType::STREAM)?;
     rustix::net::bind(&socket, &SocketAddr::new(loopback_like(dst.ip()), 0))?;
     Ok(socket)
 }
