@@ -73,6 +73,26 @@ impl<'a> Ctx<'a> {
     }
 }
 
+impl Ctx<'_> {
+    /// pasta's loopback path (REFERENCE.md §2.4): a forwarded flow from
+    /// `peer` on the host's loopback, with splicing on, is relayed inside
+    /// the namespace instead of through the link. Gives the namespace's
+    /// socket maker and the address to reach there (the namespace's
+    /// observed address of `peer`'s family, its loopback with
+    /// `--host-lo-to-ns-lo`); `None` when the flow goes through the link.
+    pub fn splice_target(&self, peer: IpAddr) -> Option<(&dyn NamespaceSockets, IpAddr)> {
+        let namespace = self.namespace?;
+        if !self.config.pasta.splice || !peer.to_canonical().is_loopback() {
+            return None;
+        }
+        let addr = match self.config.pasta.host_lo_to_ns_lo {
+            true => loopback_like(peer),
+            false => self.guest_addrs.like(peer)?,
+        };
+        Some((namespace, addr))
+    }
+}
+
 /// The guest's addresses (upstream's `addr_seen`): the assigned ones until
 /// the guest's frames show others.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -380,7 +380,7 @@ impl UdpFlows {
                 self.open_to_host(flows, ctx, key, first, listener.target_port)?,
                 Side::Guest,
             ),
-            _ if splices(ctx, peer) => (
+            _ if ctx.splice_target(peer.ip()).is_some() => (
                 self.open_to_namespace(flows, ctx, key, first, listener.target_port)?,
                 Side::Host,
             ),
@@ -432,13 +432,8 @@ impl UdpFlows {
         first: End,
         port: u16,
     ) -> Option<FlowId> {
-        let peer = host.end_addr;
-        let target_addr = match ctx.config.pasta.host_lo_to_ns_lo {
-            true => loopback_like(peer),
-            false => ctx.guest_addrs.like(peer)?,
-        };
+        let (namespace, target_addr) = ctx.splice_target(host.end_addr)?;
         let dst = SocketAddr::new(target_addr, port);
-        let namespace = ctx.namespace?;
         let make = |family| namespace.socket(family, SocketType::DGRAM);
         let socket = self.relay_socket(make, dst, host.end_port)?;
         let guest = connected_side(Pif::Splice, &socket, dst)?;
@@ -588,12 +583,6 @@ fn acceptable(d: &Datagram<'_>) -> bool {
         IpAddr::V6(a) => !(a.is_unspecified() || a.is_multicast()),
     };
     d.src_port != 0 && d.dst_port != 0 && unicast && !dhcp
-}
-
-/// Whether pasta relays `peer`'s datagrams inside the namespace instead of
-/// through the link: a loopback source, splicing on, a namespace.
-fn splices(ctx: &Ctx<'_>, peer: SocketAddr) -> bool {
-    ctx.namespace.is_some() && ctx.config.pasta.splice && peer.ip().to_canonical().is_loopback()
 }
 
 /// A datagram socket in our own namespace.

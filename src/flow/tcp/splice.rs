@@ -436,25 +436,14 @@ impl SplicedConns {
                 let dst = SocketAddr::new(loopback_like(peer.ip()), accepted.guest_port);
                 host_socket(dst).map(|socket| (socket, dst))
             }
-            _ if ctx.namespace.is_some()
-                && ctx.config.pasta.splice
-                && peer.ip().to_canonical().is_loopback() =>
-            {
-                let Some(ns) = ctx.namespace else {
-                    return Some(accepted);
-                };
-                let addr = match ctx.config.pasta.host_lo_to_ns_lo {
-                    true => Some(loopback_like(peer.ip())),
-                    false => ctx.guest_addrs.like(peer.ip()),
-                };
-                let Some(addr) = addr else {
+            _ => {
+                let Some((ns, addr)) = ctx.splice_target(peer.ip()) else {
                     return Some(accepted);
                 };
                 let dst = SocketAddr::new(addr, accepted.guest_port);
                 ns.socket(family_of(dst), SocketType::STREAM)
                     .map(|socket| (socket, dst))
             }
-            _ => return Some(accepted),
         };
         let origin = Origin {
             pif: forward.pif(),
