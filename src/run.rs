@@ -7,13 +7,15 @@
 use std::ffi::OsString;
 use std::io::{self, Write};
 
+use crate::conf::ports::PortSet;
 use crate::conf::{self, Config, Mode, ParseOutcome};
 use crate::daemon::{self, DevNull, PidFile};
 use crate::engine::{Engine, LinkState};
 use crate::event::{EventLoop, Interest, Ready, Token, TokenKind};
-use crate::flow::listen::ForwardSockets;
+use crate::flow::listen::{Forward, ForwardSockets};
 use crate::link::listener::PasstListener;
 use crate::link::{Link, LinkIo, StreamLink, Tap};
+use crate::pasta::auto_forward::ForwardTable;
 use crate::pasta::{self, Attached, QuitWatch};
 use crate::pcap::Pcap;
 
@@ -138,7 +140,7 @@ fn run_pasta(
     let mut auto = pasta::auto_forward::AutoForward::new(config, &ns.netns)
         .map_err(|e| format!("Port scan set-up failed: {e}"))?;
     if let Some(auto) = &mut auto {
-        auto.update(&mut engine, &events);
+        auto.update(&mut EngineForwards(&mut engine, &events));
     }
     files.go_background(config)?;
     if let Some(command) = &mut ns.command {
@@ -150,6 +152,19 @@ fn run_pasta(
         }
     }
     pasta_loop(&mut events, &mut engine, &ns, auto)
+}
+
+/// The engine's forwarding sockets as pasta's `auto` sees them.
+struct EngineForwards<'a>(&'a mut Engine, &'a EventLoop);
+
+impl ForwardTable for EngineForwards<'_> {
+    fn ports(&self, forward: Forward) -> PortSet {
+        self.0.forward_ports(forward)
+    }
+
+    fn sync(&mut self, forward: Forward, wanted: &PortSet) {
+        self.0.sync_forward(self.1, forward, wanted);
+    }
 }
 
 fn print_summary(config: &Config) {
@@ -188,7 +203,7 @@ fn pasta_loop(
         if tick {
             engine.on_tick(events);
             if let Some(auto) = &mut auto {
-                auto.update(engine, events);
+                auto.update(&mut EngineForwards(engine, events));
             }
             if ns.quit.path_gone() {
                 log::info!("Namespace is gone, exiting");

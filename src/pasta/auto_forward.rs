@@ -13,8 +13,9 @@
 //! fails leaves the forwards as they are.
 //!
 //! Invariants: scans only the sides some `auto` forward needs; binds only
-//! through `flow::listen`. May call: `bound_ports`, the engine's forward
-//! sockets, `conf`.
+//! through a [`ForwardTable`] (the engine's forwarding sockets, handed in
+//! by the program). May call: `bound_ports`, `conf`, `flow::listen`'s
+//! [`Forward`] names.
 
 use std::io;
 
@@ -22,9 +23,16 @@ use super::bound_ports::{BoundPorts, PortScanner};
 use super::netns::NetNs;
 use crate::conf::ports::PortSet;
 use crate::conf::{Config, PortSpec};
-use crate::engine::Engine;
-use crate::event::EventLoop;
 use crate::flow::listen::Forward;
+
+/// The forwarding sockets `auto` maintains (the engine's, through the
+/// program's glue).
+pub trait ForwardTable {
+    /// The ports `forward`'s sockets are bound to.
+    fn ports(&self, forward: Forward) -> PortSet;
+    /// Binds and releases `forward`'s sockets to match `wanted`.
+    fn sync(&mut self, forward: Forward, wanted: &PortSet);
+}
 
 /// The `auto` forwards and the scanners of the sides they follow.
 pub struct AutoForward {
@@ -55,38 +63,30 @@ impl AutoForward {
     }
 
     /// Scans and brings the `auto` forwards in line with what is bound.
-    pub fn update(&mut self, engine: &mut Engine, events: &EventLoop) {
+    pub fn update(&mut self, table: &mut impl ForwardTable) {
         if let Some(bound) = scan(&mut self.namespace) {
-            self.sync(engine, events, &bound, [Forward::TcpIn, Forward::UdpIn]);
+            self.sync(table, &bound, [Forward::TcpIn, Forward::UdpIn]);
         }
         if let Some(bound) = scan(&mut self.host) {
-            self.sync(engine, events, &bound, [Forward::TcpOut, Forward::UdpOut]);
+            self.sync(table, &bound, [Forward::TcpOut, Forward::UdpOut]);
         }
     }
 
     /// Syncs the (TCP, UDP) pair of forwards `pair` from `bound`, the
     /// ports bound on the side they forward to.
-    fn sync(
-        &self,
-        engine: &mut Engine,
-        events: &EventLoop,
-        bound: &BoundPorts,
-        [tcp, udp]: [Forward; 2],
-    ) {
+    fn sync(&self, table: &mut impl ForwardTable, bound: &BoundPorts, [tcp, udp]: [Forward; 2]) {
         let (reverse_tcp, reverse_udp) = match tcp {
             Forward::TcpIn => (Forward::TcpOut, Forward::UdpOut),
             _ => (Forward::TcpIn, Forward::UdpIn),
         };
-        let ours_tcp = engine.forward_ports(reverse_tcp);
+        let ours_tcp = table.ports(reverse_tcp);
         if is_auto(&self.config, tcp) {
-            let wanted = bound.tcp_auto(&ours_tcp);
-            engine.sync_forward(events, tcp, &wanted);
+            table.sync(tcp, &bound.tcp_auto(&ours_tcp));
         }
         if is_auto(&self.config, udp) {
-            let mut ours: PortSet = engine.forward_ports(reverse_udp);
+            let mut ours = table.ports(reverse_udp);
             ours.union_with(&ours_tcp);
-            let wanted = bound.udp_auto(&ours);
-            engine.sync_forward(events, udp, &wanted);
+            table.sync(udp, &bound.udp_auto(&ours));
         }
     }
 }
