@@ -98,7 +98,7 @@ use passt_rs::conf::{Config, Mode, fixture};
 use passt_rs::event::{EventLoop, Ready, TokenKind};
 use passt_rs::flow::table::FlowId;
 use passt_rs::flow::Ctx;
-use passt_rs::flow::tcp::{ACK_TIMEOUT, FIN_TIMEOUT, IDLE_TIMEOUT, SYN_TIMEOUT, TcpFlows};
+use passt_rs::flow::tcp::{ACK_TIMEOUT, FIN_TIMEOUT, IDLE_TIMEOUT, RTO_MAX, SYN_TIMEOUT, TcpFlows};
 use passt_rs::flow::{FlowState, Flows, GuestLink};
 use passt_rs::link::Offload;
 use passt_rs::wire::tcp::{
@@ -654,7 +654,7 @@ impl World {
     fn handshake_state(&self) -> Option<(u32, bool)> {
         let flow = self.flows.get(self.flow_id()?)?;
         match &flow.state {
-            FlowState::Tcp(conn) => Some((conn.seq_from_guest, conn.syn_unacked)),
+            FlowState::Tcp(conn) => Some((conn.core().rcv_nxt(), conn.core().syn_unacked())),
             _ => None,
         }
     }
@@ -662,7 +662,7 @@ impl World {
     fn expected_from_guest(&self) -> Option<(u32, bool)> {
         let flow = self.flows.get(self.flow_id()?)?;
         match &flow.state {
-            FlowState::Tcp(conn) => Some((conn.seq_from_guest, conn.guest_fin)),
+            FlowState::Tcp(conn) => Some((conn.core().rcv_nxt(), conn.core().guest_closed())),
             _ => None,
         }
     }
@@ -1556,7 +1556,7 @@ impl World {
                 if self.trace {
                     eprintln!("settle: stalled, the ACK timer runs");
                 }
-                self.tick(m, ACK_TIMEOUT);
+                self.tick(m, RTO_MAX);
                 continue;
             }
             if self.trace && stalled.is_zero() {
@@ -1601,17 +1601,16 @@ impl World {
         };
         if let FlowState::Tcp(c) = &flow.state {
             eprintln!(
-                "{when}: phase {:?} tail {} want_out {} window_closed {} guest_fin {} \
-                 host_shut {} host_pending {} fin_sent {} in_flight {}",
-                c.phase,
-                c.tail.len(),
+                "{when}: phase {:?} kept {} want_out {} window_closed {} from_guest {:?} \
+                 host_pending {} fin_sent {} in_flight {}",
+                c.core().phase(),
+                c.kept(),
                 c.want_out,
-                c.window_closed,
-                c.guest_fin,
-                c.host_shut,
+                c.core().window_closed(),
+                c.core().from_guest(),
                 c.host_pending,
-                c.fin_sent,
-                c.in_flight()
+                c.core().fin_sent(),
+                c.core().in_flight()
             );
         }
     }
@@ -1642,7 +1641,7 @@ impl World {
         }
         if let Some(id) = self.flow_id() {
             let expected = match &self.flows.get(id).map(|f| &f.state) {
-                Some(FlowState::Tcp(conn)) => conn.seq_from_guest,
+                Some(FlowState::Tcp(conn)) => conn.core().rcv_nxt(),
                 _ => unreachable!("only TCP flows here"),
             };
             let ctl = Control {

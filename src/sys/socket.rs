@@ -149,17 +149,30 @@ impl SegmentLayout {
 /// Most segments one [`peek_segments`] call reads.
 pub const MAX_PEEK_SEGMENTS: usize = 256;
 
+/// What a [`peek_segments`] call found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Peeked {
+    /// This many new bytes were placed in the buffer's segments.
+    New(usize),
+    /// The queue holds only the bytes skipped (already sent): nothing new
+    /// yet. Not the end of the stream: that shows only once the skipped
+    /// bytes are gone from the queue.
+    Nothing,
+    /// The queue is empty and the peer closed its side.
+    End,
+}
+
 /// Reads queued bytes without consuming them (`MSG_PEEK`, non-blocking):
 /// first `skip.len()` bytes into `skip` (what was already sent, when the
 /// kernel has no `SO_PEEK_OFF` for TCP), then up to `layout.total` bytes
-/// into `buf`'s segments. Returns the bytes placed in `buf`; 0 at end of
-/// stream.
+/// into `buf`'s segments. Nothing queued (and no end of stream) is
+/// `WouldBlock`.
 pub fn peek_segments(
     fd: impl AsFd,
     skip: &mut [u8],
     buf: &mut [u8],
     layout: SegmentLayout,
-) -> io::Result<usize> {
+) -> io::Result<Peeked> {
     let count = layout.count();
     let last_end = count
         .checked_sub(1)
@@ -206,7 +219,11 @@ pub fn peek_segments(
         )
     };
     let n = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
-    Ok(n.saturating_sub(skip.len()))
+    Ok(match n {
+        0 => Peeked::End,
+        n if n <= skip.len() => Peeked::Nothing,
+        n => Peeked::New(n - skip.len()),
+    })
 }
 
 #[cfg(test)]
@@ -250,7 +267,7 @@ mod tests {
         };
         let mut skip = [0u8; 2];
         let n = peek_segments(&server, &mut skip, &mut buf, layout).unwrap();
-        assert_eq!(n, 8);
+        assert_eq!(n, Peeked::New(8));
         assert_eq!(&skip, b"ab");
         assert_eq!(&buf[2..5], b"cde");
         assert_eq!(&buf[12..15], b"fgh");
@@ -260,6 +277,34 @@ mod tests {
             ..layout
         };
         assert!(peek_segments(&server, &mut [], &mut buf, too_far).is_err());
+    }
+
+    /// Without `SO_PEEK_OFF`, a queue that holds only bytes already sent
+    /// is "nothing new", never the end of the stream, even once the peer
+    /// closed (the data before its FIN is still queued); the end shows
+    /// once the queue is empty.
+    #[test]
+    fn socket_peek_of_only_skipped_bytes_is_not_the_end() {
+        let (mut client, server) = pair();
+        client.write_all(b"abcd").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let layout = SegmentLayout {
+            stride: 10,
+            offset: 0,
+            len: 10,
+            total: 10,
+        };
+        let mut buf = [0u8; 10];
+        let mut skip = [0u8; 4];
+        let peeked = peek_segments(&server, &mut skip, &mut buf, layout).unwrap();
+        assert_eq!(peeked, Peeked::Nothing);
+        drop(client);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let peeked = peek_segments(&server, &mut skip, &mut buf, layout).unwrap();
+        assert_eq!(peeked, Peeked::Nothing, "data still queued before the FIN");
+        assert_eq!(discard(&server, 4).unwrap(), 4);
+        let peeked = peek_segments(&server, &mut [], &mut buf, layout).unwrap();
+        assert_eq!(peeked, Peeked::End);
     }
 
     #[test]

@@ -5,31 +5,41 @@
 //!
 //! Toward the guest, the host socket's receive queue is the retransmission
 //! buffer: data is read with `MSG_PEEK` (`SO_PEEK_OFF` keeps the offset of
-//! what was sent; without it the sent part is skipped into a discard
-//! buffer), cut to the guest's MSS, limited by its window, and dropped from
-//! the queue only when the guest acknowledges it. Three duplicate ACKs or
-//! the 2 s ACK timer rewind and resend.
+//! what was sent; without it, on Linux before 6.9, the sent part is
+//! skipped into a discard buffer on every read), cut to the guest's MSS,
+//! limited by its window, and dropped from the queue only when the guest
+//! acknowledges it. Our FIN goes out only once the host's stream ended and
+//! every byte before it was sent.
 //!
 //! From the guest, in-order data is written to the socket at once and
 //! acknowledged when written (DESIGN §1 rule 1, "ACK on write"); the window
-//! offered is the free room of the socket's send buffer (`SO_MEMINFO`),
-//! never the far end's window. A short write keeps the rest in a bounded
-//! tail (rule 2) flushed on EPOLLOUT; a window below one MSS is offered as
-//! zero and reopened by an update as soon as the socket drains (rule 3);
+//! offered is the free room of the socket's send buffer (`SO_MEMINFO`) plus
+//! what may still be kept, never the far end's window. A short write keeps
+//! the rest within one process-wide budget (rule 2, `conn::KeptBytes`)
+//! written on EPOLLOUT; a window below one MSS is offered as zero and
+//! reopened by an update as soon as the socket drains (rule 3);
 //! out-of-order data is answered with an immediate duplicate ACK (rule 4);
 //! ACKs go out at the end of each batch of guest frames (rule 5).
 //!
+//! The rooms: `machine.rs` decides (the state machine, pure), `conn.rs` holds
+//! a connection and its kept bytes, `guest.rs` carries out what a guest
+//! segment asks for, `to_guest.rs` builds and sends our segments, and this
+//! file opens, schedules and closes connections.
+//!
 //! Invariants: every connection lives in the shared flow table (capacity
 //! bounds them; a SYN beyond it gets RST and is counted); nothing from the
-//! guest allocates beyond a connection's bounded tail; a segment for an
-//! unknown connection is dropped (a SYN opens one); timers run on the
-//! engine's 1 s tick: SYN 10 s, ACK 2 s (7 retries), FIN 60 s, idle 2 h.
+//! guest allocates beyond the kept-bytes budget; a segment for an unknown
+//! connection is dropped (a SYN opens one); timers run on the engine's 1 s
+//! tick (`machine::Core::timer_due`).
 //! May call: `sys` (socket options), rustix (sockets), `wire::tcp`,
 //! `event`, `conf`, `flow::nat`, `flow::listen`.
 
 mod conn;
+mod guest;
 mod isn;
+mod machine;
 pub mod splice;
+mod to_guest;
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -37,11 +47,15 @@ use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
 use rustix::io::Errno;
-use rustix::net::{AddressFamily, SendFlags, Shutdown, SocketFlags, SocketType};
+use rustix::net::{AddressFamily, SocketFlags, SocketType};
 
+use self::conn::KeptBytes;
 pub use self::conn::TcpConn;
-use self::conn::{MAX_WINDOW, MAX_WINDOW_SCALE, OUR_WINDOW_SCALE, Phase, TAIL_MAX};
 use self::isn::IsnSource;
+pub use self::machine::{
+    ACK_TIMEOUT, Close, Core, FIN_TIMEOUT, GIVE_UP, IDLE_TIMEOUT, Input, RTO_MAX, SYN_TIMEOUT,
+    Timer,
+};
 use self::splice::SplicedConns;
 use super::Ctx;
 use super::listen::{Accepted, Listeners};
@@ -49,20 +63,8 @@ use super::table::{FlowId, FlowSide, Indexed, Pif, Protocol, Side};
 use super::{FlowState, Flows, nat, unspecified_like};
 use crate::conf::Config;
 use crate::event::{Interest, Ready, Token, TokenKind};
-use crate::link::{Gso, Offload, PartialChecksum};
-use crate::sys::socket::{self as sock, SegmentLayout};
-use crate::wire::tcp::{self as wire, Control, Endpoints, Segment, TcpOptions, flags};
-
-/// SYN (either way) unanswered for this long: reset.
-pub const SYN_TIMEOUT: Duration = Duration::from_secs(10);
-/// Data to the guest unacknowledged for this long: resend.
-pub const ACK_TIMEOUT: Duration = Duration::from_secs(2);
-/// Resends on the ACK timer before giving up.
-pub const MAX_RETRIES: u8 = 7;
-/// A closing connection idle for this long: reset.
-pub const FIN_TIMEOUT: Duration = Duration::from_secs(60);
-/// Any connection idle for this long: reset.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(7200);
+use crate::sys::socket as sock;
+use crate::wire::tcp::{self as wire, Endpoints, Segment, flags};
 
 /// Frames built per socket read (upstream: 128).
 const TX_SLOTS: usize = 128;
@@ -72,21 +74,18 @@ const TX_SLOT: usize = 65536;
 const MAX_FRAME: usize = crate::link::MAX_FRAME;
 /// Largest IP packet, the bound of our MSS whatever the MTU.
 const MAX_IP_PACKET: usize = 65535;
-/// Bounds of the MSS set on host sockets (the kernel refuses values above
+/// The largest MSS set on host sockets (the kernel refuses values above
 /// 32767, its largest unscaled window).
-const MIN_MSS: u16 = 536;
 const MAX_MSS: u16 = 32767;
-/// The send buffer is accounted with per-buffer overhead (`truesize`): at
-/// most 1/this of its free room is offered as payload room.
-const SEND_BUFFER_OVERHEAD: usize = 2;
 /// Connections accepted per listener wake-up (the listener is
 /// level-triggered: the rest come on the next one).
 const ACCEPT_BURST: usize = 64;
-/// RSTs toward the guest kept while its link refuses frames, at most.
-const KEPT_RESETS: usize = 256;
-/// Room for a control segment toward the guest (IPv6 + the longest
-/// option block).
-const CONTROL_FRAME_MAX: usize = 128;
+/// Test-only knob: behave as on a kernel without `SO_PEEK_OFF` for TCP
+/// (Linux before 6.9), so the fallback runs on any kernel.
+const NO_PEEK_OFF_ENV: &str = "PASST_RS_TEST_NO_PEEK_OFF";
+/// Test-only knob: this instead of `net.core.wmem_max` (which is global,
+/// so tests cannot change it for one process).
+const WMEM_MAX_ENV: &str = "PASST_RS_TEST_WMEM_MAX";
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TcpCounters {
@@ -103,8 +102,12 @@ pub struct TcpCounters {
     /// Guest data beyond the next expected byte (answered by a dup ACK).
     pub out_of_order: u64,
     pub retransmissions: u64,
-    /// Guest data refused: neither the socket nor the tail had room (the
-    /// guest resends it; should stay 0).
+    /// Challenge ACKs (RFC 5961) and answers to unacceptable segments.
+    pub challenge_acks: u64,
+    /// Zero-window probes toward the guest.
+    pub window_probes: u64,
+    /// Guest data refused: neither the socket nor the kept-bytes budget
+    /// had room (the guest resends it).
     pub refused_bytes: u64,
 }
 
@@ -119,32 +122,22 @@ pub struct TcpFlows {
     /// Connections with an ACK due at the end of the batch.
     ack_due: Vec<FlowId>,
     /// In-order guest data of one connection (`staged_for`) gathered over
-    /// a batch, written at once (at most [`TAIL_MAX`] bytes).
+    /// a batch, written at once (never more than that connection may
+    /// keep, so what the socket does not take is kept).
     staged: Vec<u8>,
     staged_for: Option<FlowId>,
+    /// Guest data the sockets did not take yet, over all connections.
+    kept: KeptBytes,
     /// Connections waiting for the guest link to take frames again.
     blocked: Vec<FlowId>,
-    /// RSTs the guest link refused, sent first once it takes frames again
-    /// (a lost RST leaves the guest's connection to its timeouts); at most
-    /// [`KEPT_RESETS`], the rest are dropped.
-    refused_resets: Vec<([u8; CONTROL_FRAME_MAX], usize)>,
+    /// RSTs the guest link refused, sent first once it takes frames again.
+    refused_resets: Vec<to_guest::ControlFrame>,
     /// Our MSS toward the guest, per family, from the MTU.
     link_mss4: u16,
     link_mss6: u16,
     /// SO_SNDBUF set on host sockets (see [`send_buffer_size`]).
     sndbuf: Option<usize>,
     pub counters: TcpCounters,
-}
-
-/// How a connection ends.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Close {
-    /// Both sides closed in order.
-    Done,
-    /// Reset the host side (the guest reset, or gave up).
-    ResetHost,
-    /// Reset both sides.
-    ResetBoth,
 }
 
 fn token(id: FlowId) -> Token {
@@ -157,10 +150,6 @@ fn interest(want_out: bool) -> Interest {
         writable: want_out,
         edge: true,
     }
-}
-
-fn would_block(e: &io::Error) -> bool {
-    e.kind() == io::ErrorKind::WouldBlock
 }
 
 /// Our MSS toward the guest for a link MTU (0: not advertised, use the
@@ -176,17 +165,18 @@ fn link_mss(mtu: u32, ip_header: usize) -> u16 {
 
 impl TcpFlows {
     pub fn new(config: &Config) -> TcpFlows {
-        let peek_offset = probe_peek_offset();
+        let peek_offset = probe_peek_offset() && std::env::var_os(NO_PEEK_OFF_ENV).is_none();
         if !peek_offset {
             log::debug!("TCP: no SO_PEEK_OFF, sent data is skipped on each read");
         }
         TcpFlows {
             isn: IsnSource::new(),
             tx: vec![0; TX_SLOTS * TX_SLOT].into_boxed_slice(),
-            skip: (!peek_offset).then(|| vec![0; MAX_WINDOW as usize].into_boxed_slice()),
+            skip: (!peek_offset).then(|| vec![0; machine::MAX_WINDOW as usize].into_boxed_slice()),
             ack_due: Vec::with_capacity(1024),
-            staged: Vec::with_capacity(TAIL_MAX),
+            staged: Vec::with_capacity(conn::TAIL_MAX),
             staged_for: None,
+            kept: KeptBytes::default(),
             blocked: Vec::new(),
             refused_resets: Vec::new(),
             link_mss4: link_mss(config.mtu, 20),
@@ -198,6 +188,16 @@ impl TcpFlows {
 
     fn link_mss(&self, v6: bool) -> u16 {
         if v6 { self.link_mss6 } else { self.link_mss4 }
+    }
+
+    /// Whether sent data is skipped on each read (no `SO_PEEK_OFF`).
+    pub fn peek_fallback(&self) -> bool {
+        self.skip.is_some()
+    }
+
+    /// Guest data kept for the sockets, over all connections.
+    pub fn kept_bytes(&self) -> usize {
+        self.kept.used()
     }
 
     /// A TCP segment from the guest.
@@ -252,7 +252,7 @@ impl TcpFlows {
                 return;
             }
         };
-        let guest_mss = seg.options.mss.unwrap_or(conn::DEFAULT_MSS);
+        let guest_mss = seg.options.mss.unwrap_or(machine::DEFAULT_MSS);
         let socket = match connect_socket(ctx.config, dst, self.sndbuf, guest_mss) {
             Ok(s) => s,
             Err(e) => {
@@ -268,11 +268,11 @@ impl TcpFlows {
             return;
         }
         let isn = self.isn.isn(seg.dst, seg.dst_port, seg.src, seg.src_port);
-        let mut conn = TcpConn::new(socket, Phase::Connecting, isn, Instant::now());
+        let v6 = dst.is_ipv6();
+        let input = guest::input_of(seg);
+        let core = Core::from_guest_syn(&input, isn, self.link_mss(v6), v6, Instant::now());
+        let mut conn = TcpConn::new(socket, core);
         conn.want_out = true;
-        conn.seq_from_guest = seg.seq.wrapping_add(1);
-        self.take_guest_syn_options(&mut conn, seg, dst.is_ipv6());
-        conn.guest_window = u32::from(seg.window);
         self.counters.opened_from_guest += 1;
         log::debug!(
             "TCP: {}:{} -> {}:{} connecting to {dst}",
@@ -284,70 +284,6 @@ impl TcpFlows {
         vacant.insert(FlowState::Tcp(Box::new(conn)));
     }
 
-    /// MSS and window scaling from the guest's SYN (or SYN-ACK): scaling is
-    /// used only if both sides offer it.
-    fn take_guest_syn_options(&self, conn: &mut TcpConn, seg: &Segment<'_>, v6: bool) {
-        let mss = seg.options.mss.unwrap_or(conn::DEFAULT_MSS).max(1);
-        conn.mss = mss.min(self.link_mss(v6));
-        match seg.options.window_scale {
-            Some(ws) => {
-                conn.guest_scale = ws.min(MAX_WINDOW_SCALE);
-                conn.our_scale = OUR_WINDOW_SCALE;
-            }
-            None => {
-                conn.guest_scale = 0;
-                conn.our_scale = 0;
-            }
-        }
-    }
-
-    /// RST for a guest segment that has no connection (refused, failed).
-    fn reset_unknown(&mut self, ctx: &mut Ctx<'_>, ends: &Endpoints, seg: &Segment<'_>) {
-        let syn_fin = u32::from(seg.has(flags::SYN)) + u32::from(seg.has(flags::FIN));
-        let ack = seg
-            .seq
-            .wrapping_add(seg.payload.len() as u32)
-            .wrapping_add(syn_fin);
-        let (seq, flag_bits) = match seg.has(flags::ACK) {
-            true => (seg.ack, flags::RST),
-            false => (0, flags::RST | flags::ACK),
-        };
-        let ctl = Control {
-            seq,
-            ack,
-            flags: flag_bits,
-            window: 0,
-        };
-        self.send_reset(ctx, ends, &ctl);
-    }
-
-    /// Sends an RST to the guest; if the link refuses it, keeps it for
-    /// [`TcpFlows::resume_blocked`].
-    fn send_reset(&mut self, ctx: &mut Ctx<'_>, ends: &Endpoints, ctl: &Control) {
-        self.counters.resets_to_guest += 1;
-        let mut frame = [0u8; CONTROL_FRAME_MAX];
-        let Some(len) = wire::build_control(ends, ctl, &TcpOptions::default(), &mut frame) else {
-            return;
-        };
-        if !ctx.link.send_frame(&frame[..len]) && self.refused_resets.len() < KEPT_RESETS {
-            self.refused_resets.push((frame, len));
-        }
-    }
-
-    /// A guest segment for connection `id`.
-    fn segment_for(&mut self, flows: &mut Flows, ctx: &mut Ctx<'_>, id: FlowId, seg: &Segment<'_>) {
-        if self.staged_for.is_some_and(|staged| staged != id) {
-            self.flush_staged(flows, ctx);
-        }
-        let Some((ends, conn)) = conn_of(flows, ctx, id) else {
-            return;
-        };
-        let now = Instant::now();
-        conn.last_active = now;
-        let verdict = self.guest_segment(ctx, id, &ends, conn, seg, now);
-        self.settle(flows, ctx, id, verdict);
-    }
-
     /// The end of every handler of connection `id`: its epoll interest
     /// follows its state, and it closes as `verdict` says, or in order once
     /// both directions are done.
@@ -356,474 +292,23 @@ impl TcpFlows {
             return;
         };
         self.update_interest(ctx, id, conn);
-        let verdict = verdict.or_else(|| conn.finished().then_some(Close::Done));
+        let verdict = verdict.or_else(|| conn.core.finished().then_some(Close::Done));
         if let Some(how) = verdict {
             self.close(flows, ctx, id, how);
         }
     }
 
-    fn guest_segment(
-        &mut self,
-        ctx: &mut Ctx<'_>,
-        id: FlowId,
-        ends: &Endpoints,
-        conn: &mut TcpConn,
-        seg: &Segment<'_>,
-        now: Instant,
-    ) -> Option<Close> {
-        if seg.has(flags::RST) {
-            return acceptable_reset(conn, seg).then_some(Close::ResetHost);
-        }
-        match conn.phase {
-            Phase::Connecting => return None,
-            Phase::SynSent => return self.guest_syn_ack(ctx, ends, conn, seg),
-            Phase::Established => {}
-        }
-        if seg.has(flags::SYN) {
-            if conn.syn_unacked && !seg.has(flags::ACK) {
-                self.send_syn(ctx, ends, conn);
-            }
-            return None;
-        }
-        if !seg.has(flags::ACK) {
-            self.counters.dropped_segments += 1;
-            return None;
-        }
-        let pure_ack = seg.payload.is_empty() && !seg.has(flags::FIN);
-        let outcome = conn.on_guest_ack(seg.ack, seg.window, pure_ack, now);
-        if outcome.discard > 0 {
-            if let Err(e) = sock::discard(&conn.socket, outcome.discard as usize) {
-                log::debug!("TCP: discarding acknowledged data: {e}");
-                return Some(Close::ResetBoth);
-            }
-        }
-        if outcome.rewind {
-            self.counters.retransmissions += 1;
-            self.rewind(conn);
-        }
-        if conn.syn_unacked && !pure_ack {
-            // Data before the guest acknowledged our SYN-ACK: it cannot
-            // know our sequence numbers (RFC 9293 3.10.7.4): not taken.
-            self.counters.dropped_segments += 1;
-            return None;
-        }
-        if !pure_ack {
-            if let Err(e) = self.guest_data(ctx, id, ends, conn, seg) {
-                log::debug!("TCP: write to host socket: {e}");
-                return Some(Close::ResetBoth);
-            }
-        }
-        if conn.host_pending || outcome.rewind {
-            return self.send_data(ctx, ends, conn).err();
-        }
-        None
-    }
-
-    /// The guest answers our SYN (a connection accepted on the host).
-    fn guest_syn_ack(
-        &mut self,
-        ctx: &mut Ctx<'_>,
-        ends: &Endpoints,
-        conn: &mut TcpConn,
-        seg: &Segment<'_>,
-    ) -> Option<Close> {
-        let expected = conn.isn.wrapping_add(1);
-        if !(seg.has(flags::SYN) && seg.has(flags::ACK)) || seg.ack != expected {
-            self.counters.dropped_segments += 1;
-            return None;
-        }
-        conn.seq_from_guest = seg.seq.wrapping_add(1);
-        self.take_guest_syn_options(conn, seg, ends.dst.is_ipv6());
-        conn.syn_unacked = false;
-        conn.seq_acked = expected;
-        conn.guest_window = u32::from(seg.window);
-        conn.phase = Phase::Established;
-        conn.last_progress = Instant::now();
-        self.send_ack(ctx, ends, conn);
-        self.send_data(ctx, ends, conn).err()
-    }
-
-    /// Payload and FIN of a guest segment: written to the socket in order.
-    fn guest_data(
-        &mut self,
-        ctx: &mut Ctx<'_>,
-        id: FlowId,
-        ends: &Endpoints,
-        conn: &mut TcpConn,
-        seg: &Segment<'_>,
-    ) -> io::Result<()> {
-        let expected = conn.seq_from_guest;
-        if conn::seq_after(seg.seq, expected) {
-            self.counters.out_of_order += 1;
-            send_duplicate_ack(ctx, ends, conn);
-            return Ok(());
-        }
-        let seen = expected.wrapping_sub(seg.seq) as usize;
-        let new = seg.payload.get(seen..).unwrap_or(&[]);
-        let accepted = if conn.guest_fin {
-            0
-        } else {
-            self.take_data(id, conn, new)?
-        };
-        if accepted < new.len() {
-            self.counters.refused_bytes += (new.len() - accepted) as u64;
-            log::debug!(
-                "TCP: no room for {} bytes of guest data",
-                new.len() - accepted
-            );
-            conn.seq_from_guest = expected.wrapping_add(accepted as u32);
-            send_duplicate_ack(ctx, ends, conn);
-            return Ok(());
-        }
-        conn.seq_from_guest = expected.wrapping_add(accepted as u32);
-        let fin_now = accepted == new.len() && seg.has(flags::FIN) && !conn.guest_fin;
-        let fin_is_next = seen <= seg.payload.len();
-        if fin_now && fin_is_next {
-            conn.seq_from_guest = conn.seq_from_guest.wrapping_add(1);
-            conn.guest_fin = true;
-            self.write_staged(conn)?;
-            shutdown_when_flushed(conn)?;
-        }
-        self.queue_ack(id, conn);
-        Ok(())
-    }
-
-    /// Takes in-order guest data: staged while the batch lasts, so that
-    /// consecutive segments of one connection go out in one write (the
-    /// tail is empty whenever data is staged, so what the socket does not
-    /// take fits in it). Returns the bytes accepted.
-    fn take_data(&mut self, id: FlowId, conn: &mut TcpConn, data: &[u8]) -> io::Result<usize> {
-        if self.staged.len() + data.len() > TAIL_MAX {
-            self.write_staged(conn)?;
-        }
-        if !conn.tail.is_empty() || data.len() > TAIL_MAX {
-            return write_or_keep(conn, data);
-        }
-        self.staged.extend_from_slice(data);
-        self.staged_for = Some(id);
-        Ok(data.len())
-    }
-
-    /// Writes the staged data of `conn` (the connection it belongs to);
-    /// what the socket does not take goes to the tail.
-    fn write_staged(&mut self, conn: &mut TcpConn) -> io::Result<()> {
-        self.staged_for = None;
-        if self.staged.is_empty() {
-            return Ok(());
-        }
-        let written = match send(&conn.socket, &self.staged) {
-            Ok(n) => n,
-            Err(e) if would_block(&e) => 0,
-            Err(e) => {
-                self.staged.clear();
-                return Err(e);
-            }
-        };
-        let rest = &self.staged[written..];
-        if !rest.is_empty() && conn.tail.capacity() == 0 {
-            conn.tail.reserve_exact(TAIL_MAX);
-        }
-        conn.tail.extend_from_slice(rest);
-        self.staged.clear();
-        Ok(())
-    }
-
-    /// Writes the staged data to its connection's socket (end of a batch,
-    /// or another connection's segment is next).
-    fn flush_staged(&mut self, flows: &mut Flows, ctx: &mut Ctx<'_>) {
-        let Some(id) = self.staged_for else {
-            return;
-        };
-        let Some((_, conn)) = conn_of(flows, ctx, id) else {
-            self.staged.clear();
-            self.staged_for = None;
-            return;
-        };
-        let result = self
-            .write_staged(conn)
-            .and_then(|()| shutdown_when_flushed(conn));
-        let verdict = result.err().map(|e| {
-            log::debug!("TCP: write to host socket: {e}");
-            Close::ResetBoth
-        });
-        self.settle(flows, ctx, id, verdict);
-    }
-
-    fn queue_ack(&mut self, id: FlowId, conn: &mut TcpConn) {
-        if !conn.ack_queued {
-            conn.ack_queued = true;
-            self.ack_due.push(id);
-        }
-    }
-
-    /// Writes the staged guest data, then sends the ACKs due after a batch
-    /// of guest frames.
-    pub fn flush_acks(&mut self, flows: &mut Flows, ctx: &mut Ctx<'_>) {
-        self.flush_staged(flows, ctx);
-        let mut due = std::mem::take(&mut self.ack_due);
-        for &id in &due {
-            if let Some((ends, conn)) = conn_of(flows, ctx, id) {
-                conn.ack_queued = false;
-                self.send_ack(ctx, &ends, conn);
-                self.update_interest(ctx, id, conn);
-            }
-        }
-        due.clear();
-        self.ack_due = due;
-    }
-
-    /// The window field to offer: the room in the socket's send buffer
-    /// plus the room left in the connection's tail (rule 1: never more than
-    /// we can take). Small windows are not offered (receiver-side silly window
-    /// avoidance, RFC 1122 4.2.3.3): below one MSS or half the buffer,
-    /// whichever is less, the window is zero, and an update follows when
-    /// the socket drains (rule 3).
-    fn window_field(&self, conn: &mut TcpConn) -> u16 {
-        let buffer = sock::send_buffer_use(&conn.socket)
-            .unwrap_or(sock::SendBufferUse { size: 0, queued: 0 });
-        let tail_room = TAIL_MAX.saturating_sub(conn.tail.len() + self.staged.len());
-        let payload_room = buffer.free() as usize / SEND_BUFFER_OVERHEAD;
-        let room = (payload_room + tail_room).min(MAX_WINDOW as usize);
-        let smallest = usize::from(conn.mss).min(buffer.size as usize / 2).max(1);
-        if conn.guest_fin || room < smallest {
-            conn.window_closed = !conn.guest_fin;
-            return 0;
-        }
-        conn.window_closed = false;
-        (room >> conn.our_scale).min(usize::from(u16::MAX)) as u16
-    }
-
-    fn send_ack(&mut self, ctx: &mut Ctx<'_>, ends: &Endpoints, conn: &mut TcpConn) {
-        let window = self.window_field(conn);
-        let ctl = Control {
-            seq: conn.seq_to_guest,
-            ack: conn.seq_from_guest,
-            flags: flags::ACK,
-            window,
-        };
-        conn.ack_sent = ctl.ack;
-        conn.window_sent = window;
-        send_control(ctx, ends, &ctl, &TcpOptions::default());
-    }
-
-    /// Our SYN (inbound) or SYN-ACK (outbound), at sequence `isn`.
-    fn send_syn(&mut self, ctx: &mut Ctx<'_>, ends: &Endpoints, conn: &mut TcpConn) {
-        let (flag_bits, ack) = match conn.phase {
-            Phase::SynSent => (flags::SYN, 0),
-            _ => (flags::SYN | flags::ACK, conn.seq_from_guest),
-        };
-        let free = sock::send_buffer_use(&conn.socket).map_or(0, |u| u.free());
-        let options = TcpOptions {
-            mss: Some(self.link_mss(ends.dst.is_ipv6())),
-            window_scale: (conn.our_scale > 0 || conn.phase == Phase::SynSent)
-                .then_some(OUR_WINDOW_SCALE),
-            sack_permitted: false,
-        };
-        let ctl = Control {
-            seq: conn.isn,
-            ack,
-            flags: flag_bits,
-            window: free.clamp(14600, u32::from(u16::MAX)) as u16,
-        };
-        conn.ack_sent = ack;
-        send_control(ctx, ends, &ctl, &options);
-    }
-
-    /// Sends what the socket holds beyond what is in flight, as far as the
-    /// guest's window allows; the end of the stream becomes our FIN.
-    fn send_data(
-        &mut self,
-        ctx: &mut Ctx<'_>,
-        ends: &Endpoints,
-        conn: &mut TcpConn,
-    ) -> Result<(), Close> {
-        if conn.phase != Phase::Established || conn.syn_unacked || conn.fin_sent {
-            return Ok(());
-        }
-        let offset = wire::data_header_len(ends.dst.is_ipv6());
-        let mss = usize::from(conn.mss).min(MAX_FRAME - offset);
-        let frame_payload = match ctx.link.offloads() {
-            true => (MAX_FRAME - offset) / mss * mss,
-            false => mss,
-        };
-        let mut window = None;
-        loop {
-            let room = conn.send_room() as usize;
-            if room == 0 {
-                conn.host_pending = true;
-                return Ok(());
-            }
-            let layout = SegmentLayout {
-                stride: TX_SLOT,
-                offset,
-                len: frame_payload,
-                total: room.min(TX_SLOTS * frame_payload),
-            };
-            let skip_len = conn.data_in_flight() as usize;
-            let skip = match &mut self.skip {
-                Some(buf) => buf.get_mut(..skip_len).unwrap_or_default(),
-                None => &mut [][..],
-            };
-            let n = match sock::peek_segments(&conn.socket, skip, &mut self.tx, layout) {
-                Ok(n) => n,
-                Err(e) if would_block(&e) => {
-                    conn.host_pending = false;
-                    return Ok(());
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    log::debug!("TCP: read from host socket: {e}");
-                    return Err(Close::ResetBoth);
-                }
-            };
-            if n == 0 {
-                conn.host_pending = false;
-                self.send_fin(ctx, ends, conn);
-                return Ok(());
-            }
-            let window = *window.get_or_insert_with(|| self.window_field(conn));
-            if !self.emit_segments(ctx, ends, conn, layout, n, window) {
-                self.link_blocked(conn);
-                return Ok(());
-            }
-            if n < layout.total && !conn.host_rdhup {
-                conn.host_pending = false;
-                return Ok(());
-            }
-        }
-    }
-
-    /// Completes and sends the frames of `n` bytes just peeked into `tx`;
-    /// `false` if the link stopped taking them (what was not sent does not
-    /// count as sent). On a link with offloads a frame carries up to
-    /// 64 KiB for the guest's kernel to take as MSS-sized segments, with a
-    /// partial checksum.
-    fn emit_segments(
-        &mut self,
-        ctx: &mut Ctx<'_>,
-        ends: &Endpoints,
-        conn: &mut TcpConn,
-        layout: SegmentLayout,
-        n: usize,
-        window: u16,
-    ) -> bool {
-        let read = SegmentLayout { total: n, ..layout };
-        let count = read.count();
-        let offloads = ctx.link.offloads();
-        let mut all_sent = true;
-        for i in 0..count {
-            let len = read.len_of(i);
-            let last = i + 1 == count;
-            let ctl = Control {
-                seq: conn.seq_to_guest,
-                ack: conn.seq_from_guest,
-                flags: if last {
-                    flags::ACK | flags::PSH
-                } else {
-                    flags::ACK
-                },
-                window,
-            };
-            let slot = &mut self.tx[i * TX_SLOT..(i + 1) * TX_SLOT];
-            let sent = if offloads {
-                let offload = segment_offload(ends.dst.is_ipv6(), len, conn.mss);
-                wire::write_data_headers_partial(ends, &ctl, slot, len)
-                    .is_some_and(|frame_len| ctx.link.send_offloaded(&slot[..frame_len], offload))
-            } else {
-                wire::write_data_headers(ends, &ctl, slot, len)
-                    .is_some_and(|frame_len| ctx.link.send_frame(&slot[..frame_len]))
-            };
-            if !sent {
-                all_sent = false;
-                break;
-            }
-            conn.seq_to_guest = conn.seq_to_guest.wrapping_add(len as u32);
-        }
-        conn.ack_sent = conn.seq_from_guest;
-        conn.window_sent = window;
-        all_sent
-    }
-
-    /// The link took only part of what was peeked: the peek offset goes
-    /// back to what was sent, and the connection waits for the link.
-    fn link_blocked(&mut self, conn: &mut TcpConn) {
-        conn.host_pending = true;
-        conn.link_blocked = true;
-        if self.skip.is_none() {
-            let offset = i32::try_from(conn.data_in_flight()).unwrap_or(i32::MAX);
-            if let Err(e) = sock::set_peek_offset(&conn.socket, offset) {
-                log::debug!("TCP: SO_PEEK_OFF: {e}");
-            }
-        }
-    }
-
-    /// Connections waiting for the guest link to take frames again.
-    pub fn link_waiters(&self) -> bool {
-        !self.blocked.is_empty() || !self.refused_resets.is_empty()
-    }
-
-    /// The guest link is writable again: the RSTs it refused go first, then
-    /// the connections that were waiting for it send, in turn, until the
-    /// link is full again.
-    pub fn resume_blocked(&mut self, flows: &mut Flows, ctx: &mut Ctx<'_>) {
-        let sent = self
-            .refused_resets
-            .iter()
-            .take_while(|(frame, len)| ctx.link.send_frame(&frame[..*len]))
-            .count();
-        self.refused_resets.drain(..sent);
-        if !self.refused_resets.is_empty() {
-            return;
-        }
-        let waiting = std::mem::take(&mut self.blocked);
-        let mut rest = waiting.iter();
-        for &id in rest.by_ref() {
-            if let Some((ends, conn)) = conn_of(flows, ctx, id) {
-                conn.link_blocked = false;
-                conn.waits_for_link = false;
-                let verdict = self.send_data(ctx, &ends, conn).err();
-                self.settle(flows, ctx, id, verdict);
-            }
-            if !self.blocked.is_empty() {
-                break;
-            }
-        }
-        self.blocked.extend(rest.copied());
-    }
-
-    fn send_fin(&mut self, ctx: &mut Ctx<'_>, ends: &Endpoints, conn: &mut TcpConn) {
-        let window = self.window_field(conn);
-        let ctl = Control {
-            seq: conn.seq_to_guest,
-            ack: conn.seq_from_guest,
-            flags: flags::FIN | flags::ACK,
-            window,
-        };
-        conn.seq_to_guest = conn.seq_to_guest.wrapping_add(1);
-        conn.fin_sent = true;
-        conn.ack_sent = ctl.ack;
-        send_control(ctx, ends, &ctl, &TcpOptions::default());
-    }
-
-    fn rewind(&mut self, conn: &mut TcpConn) {
-        conn.rewind();
-        if self.skip.is_none() {
-            if let Err(e) = sock::set_peek_offset(&conn.socket, 0) {
-                log::debug!("TCP: SO_PEEK_OFF: {e}");
-            }
-        }
-    }
-
-    /// EPOLLOUT while connecting, while a tail waits, and while the window
-    /// offered is closed; a connection the guest link stopped joins the
-    /// ones waiting for it.
+    /// EPOLLOUT while connecting, while bytes are kept, and while the
+    /// window offered is closed; a connection the guest link stopped
+    /// joins the ones waiting for it.
     fn update_interest(&mut self, ctx: &mut Ctx<'_>, id: FlowId, conn: &mut TcpConn) {
-        if conn.link_blocked && !conn.waits_for_link {
+        let waits = conn.link_blocked || conn.ack_refused;
+        if waits && !conn.waits_for_link {
             conn.waits_for_link = true;
             self.blocked.push(id);
         }
-        let connecting = conn.phase == Phase::Connecting;
-        let want_out = connecting || !conn.tail.is_empty() || conn.window_closed;
+        let connecting = conn.core.phase() == machine::Phase::Connecting;
+        let want_out = connecting || conn.kept() > 0 || conn.core.window_closed();
         if want_out != conn.want_out {
             conn.want_out = want_out;
             if let Err(e) = ctx
@@ -840,9 +325,10 @@ impl TcpFlows {
         let Some((ends, conn)) = conn_of(flows, ctx, id) else {
             return;
         };
-        conn.last_active = Instant::now();
-        let verdict = match conn.phase {
-            Phase::Connecting => self.connect_done(ctx, &ends, conn),
+        let now = Instant::now();
+        conn.core.touch(now);
+        let verdict = match conn.core.phase() {
+            machine::Phase::Connecting => self.connect_done(ctx, &ends, conn, now),
             _ => self.socket_ready(ctx, &ends, conn, ready),
         };
         self.settle(flows, ctx, id, verdict);
@@ -853,45 +339,29 @@ impl TcpFlows {
         ctx: &mut Ctx<'_>,
         ends: &Endpoints,
         conn: &mut TcpConn,
+        now: Instant,
     ) -> Option<Close> {
-        match rustix::net::sockopt::socket_error(&conn.socket) {
-            Ok(Ok(())) => {}
+        let failed = match rustix::net::sockopt::socket_error(&conn.socket) {
+            Ok(Ok(())) => None,
             Ok(Err(Errno::INPROGRESS | Errno::ALREADY)) => return None,
-            Ok(Err(e)) => return self.connect_failed(ctx, ends, conn, e.into()),
-            Err(e) => return self.connect_failed(ctx, ends, conn, e.into()),
+            Ok(Err(e)) | Err(e) => Some(e),
+        };
+        if let Some(e) = failed {
+            log::debug!("TCP: connect to {}:{}: {e}", ends.src, ends.src_port);
+            self.counters.connect_failed += 1;
+            let ack = conn.core.rcv_nxt();
+            self.send_reset(ctx, ends, 0, ack, flags::RST | flags::ACK);
+            return Some(Close::ResetHost);
         }
         if rustix::net::getpeername(&conn.socket).is_err() {
             return None; // still in progress
         }
-        conn.phase = Phase::Established;
-        conn.syn_unacked = true;
-        conn.seq_to_guest = conn.isn.wrapping_add(1);
-        conn.seq_acked = conn.isn;
-        conn.last_progress = Instant::now();
+        conn.core.connected(now);
         if self.skip.is_none() {
             start_peek_offset(&conn.socket);
         }
         self.send_syn(ctx, ends, conn);
         None
-    }
-
-    fn connect_failed(
-        &mut self,
-        ctx: &mut Ctx<'_>,
-        ends: &Endpoints,
-        conn: &mut TcpConn,
-        e: io::Error,
-    ) -> Option<Close> {
-        log::debug!("TCP: connect to {}:{}: {e}", ends.src, ends.src_port);
-        self.counters.connect_failed += 1;
-        let ctl = Control {
-            seq: 0,
-            ack: conn.seq_from_guest,
-            flags: flags::RST | flags::ACK,
-            window: 0,
-        };
-        self.send_reset(ctx, ends, &ctl);
-        Some(Close::ResetHost)
     }
 
     fn socket_ready(
@@ -910,7 +380,7 @@ impl TcpFlows {
             conn.host_rdhup = true;
         }
         if ready.writable {
-            if let Err(e) = self.flush_tail(ctx, ends, conn) {
+            if let Err(e) = self.flush_kept(ctx, ends, conn) {
                 log::debug!("TCP: write to host socket: {e}");
                 return Some(Close::ResetBoth);
             }
@@ -922,21 +392,21 @@ impl TcpFlows {
         None
     }
 
-    /// EPOLLOUT: writes the kept tail, finishes a pending shutdown, and
+    /// EPOLLOUT: writes the kept bytes, finishes a pending shutdown, and
     /// reopens a closed window.
-    fn flush_tail(
+    fn flush_kept(
         &mut self,
         ctx: &mut Ctx<'_>,
         ends: &Endpoints,
         conn: &mut TcpConn,
     ) -> io::Result<()> {
-        write_tail(conn)?;
-        if conn.tail.is_empty() {
-            shutdown_when_flushed(conn)?;
-        }
-        let reopened = conn.window_closed && self.window_field(conn) > 0;
-        if reopened && conn.phase == Phase::Established {
-            self.send_ack(ctx, ends, conn);
+        self.kept.write_tail(conn)?;
+        guest::shutdown_when_flushed(conn)?;
+        if conn.core.window_closed() && conn.core.phase() == machine::Phase::Established {
+            let window = self.window_field(conn);
+            if window > 0 {
+                self.send_ack_with(ctx, ends, conn, window);
+            }
         }
         Ok(())
     }
@@ -1013,9 +483,7 @@ impl TcpFlows {
         let isn = self
             .isn
             .isn(source, peer.port(), guest_addr, acc.guest_port);
-        let mut conn = TcpConn::new(acc.socket, Phase::SynSent, isn, Instant::now());
-        conn.syn_unacked = true;
-        conn.seq_to_guest = isn.wrapping_add(1);
+        let mut conn = TcpConn::new(acc.socket, Core::from_host(isn, Instant::now()));
         conn.host_pending = true;
         self.send_syn(ctx, &ends, &mut conn);
         self.counters.opened_from_host += 1;
@@ -1028,14 +496,14 @@ impl TcpFlows {
         vacant.insert(FlowState::Tcp(Box::new(conn)));
     }
 
-    /// The periodic tick: SYN, ACK, FIN and idle timers.
+    /// The periodic tick: the timers of every connection.
     pub fn on_tick(&mut self, flows: &mut Flows, ctx: &mut Ctx<'_>, now: Instant) {
         let mut due = Vec::new();
         for (id, flow) in flows.iter() {
             let FlowState::Tcp(conn) = &flow.state else {
                 continue;
             };
-            if let Some(timer) = timer_due(conn, now) {
+            if let Some(timer) = conn.core.timer_due(now) {
                 due.push((id, timer));
             }
         }
@@ -1065,16 +533,26 @@ impl TcpFlows {
                 Some(Close::ResetBoth)
             }
             Timer::Retransmit => {
-                conn.retries += 1;
-                conn.last_progress = now;
                 self.counters.retransmissions += 1;
-                if conn.syn_unacked {
+                conn.core.on_retransmit(now);
+                self.rewind_peek(conn);
+                if conn.core.syn_unacked() {
                     self.send_syn(ctx, &ends, conn);
                     None
                 } else {
-                    self.rewind(conn);
-                    self.send_data(ctx, &ends, conn).err()
+                    let verdict = self.send_data(ctx, &ends, conn).err();
+                    if verdict.is_none() && conn.core.send_room() == 0 {
+                        // Nothing fits the guest's window: ask for it.
+                        self.send_window_probe(ctx, &ends, conn);
+                    }
+                    verdict
                 }
+            }
+            Timer::Persist => {
+                self.counters.window_probes += 1;
+                conn.core.on_persist(now);
+                self.send_window_probe(ctx, &ends, conn);
+                None
             }
         };
         self.settle(flows, ctx, id, verdict);
@@ -1094,22 +572,18 @@ impl TcpFlows {
         let FlowState::Tcp(mut conn) = flow.state else {
             return;
         };
+        self.kept.release(&mut conn);
         let _ = ctx.events.delete(&conn.socket);
+        let ends = guest_endpoints(ctx, &guest);
         if how == Close::Done && conn.ack_queued {
             // The guest's FIN that completed the close is acknowledged
             // before the connection goes (else the guest resends it to a
             // connection that is gone).
-            self.send_ack(ctx, &guest_endpoints(ctx, &guest), &mut conn);
+            self.send_ack(ctx, &ends, &mut conn);
         }
         if how == Close::ResetBoth {
-            let ends = guest_endpoints(ctx, &guest);
-            let ctl = Control {
-                seq: conn.seq_to_guest,
-                ack: conn.seq_from_guest,
-                flags: flags::RST | flags::ACK,
-                window: 0,
-            };
-            self.send_reset(ctx, &ends, &ctl);
+            let (seq, ack) = (conn.core.snd_nxt(), conn.core.rcv_nxt());
+            self.send_reset(ctx, &ends, seq, ack, flags::RST | flags::ACK);
         }
         if how != Close::Done {
             reset_socket(&conn.socket);
@@ -1122,124 +596,6 @@ impl TcpFlows {
             guest.our_port
         );
     }
-}
-
-/// The offload description of a data frame of `len` payload bytes: a
-/// partial checksum, and GSO when it holds more than one `mss` segment.
-fn segment_offload(v6: bool, len: usize, mss: u16) -> Offload {
-    let header_len = wire::data_header_len(v6) as u16;
-    Offload {
-        partial_checksum: Some(PartialChecksum {
-            start: header_len - 20,
-            offset: wire::CHECKSUM_OFFSET,
-        }),
-        gso: (len > usize::from(mss)).then_some(Gso {
-            v6,
-            header_len,
-            segment_size: mss,
-        }),
-    }
-}
-
-/// A timer that fired for a connection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Timer {
-    /// Reset: the named timer ran out.
-    Expired(&'static str),
-    /// Resend what is in flight.
-    Retransmit,
-}
-
-fn timer_due(conn: &TcpConn, now: Instant) -> Option<Timer> {
-    let since = |t: Instant| now.saturating_duration_since(t);
-    let handshake = conn.phase != Phase::Established || conn.syn_unacked;
-    if handshake && since(conn.opened) >= SYN_TIMEOUT {
-        return Some(Timer::Expired("SYN"));
-    }
-    let closing = conn.guest_fin || conn.fin_sent;
-    if closing && since(conn.last_active) >= FIN_TIMEOUT {
-        return Some(Timer::Expired("FIN"));
-    }
-    if since(conn.last_active) >= IDLE_TIMEOUT {
-        return Some(Timer::Expired("idle"));
-    }
-    let waiting = conn.in_flight() > 0 && conn.phase != Phase::Connecting;
-    if waiting && since(conn.last_progress) >= ACK_TIMEOUT {
-        if conn.retries >= MAX_RETRIES {
-            return Some(Timer::Expired("ACK"));
-        }
-        return Some(Timer::Retransmit);
-    }
-    None
-}
-
-/// Once both the guest's FIN arrived and the tail is written: shut the
-/// host socket's writing side.
-fn shutdown_when_flushed(conn: &mut TcpConn) -> io::Result<()> {
-    if conn.guest_fin && conn.tail.is_empty() && !conn.host_shut {
-        rustix::net::shutdown(&conn.socket, Shutdown::Write)?;
-        conn.host_shut = true;
-    }
-    Ok(())
-}
-
-/// Writes guest data to the socket (after what the tail holds), keeping
-/// what it does not take in the bounded tail; returns the bytes accepted
-/// (written or kept).
-fn write_or_keep(conn: &mut TcpConn, data: &[u8]) -> io::Result<usize> {
-    if data.is_empty() {
-        return Ok(0);
-    }
-    write_tail(conn)?;
-    let written = match conn.tail.is_empty() {
-        true => match send(&conn.socket, data) {
-            Ok(n) => n,
-            Err(e) if would_block(&e) => 0,
-            Err(e) => return Err(e),
-        },
-        false => 0,
-    };
-    let rest = &data[written..];
-    let keep = rest.len().min(TAIL_MAX - conn.tail.len());
-    if keep > 0 && conn.tail.capacity() == 0 {
-        conn.tail.reserve_exact(TAIL_MAX);
-    }
-    conn.tail.extend_from_slice(&rest[..keep]);
-    Ok(written + keep)
-}
-
-/// Writes as much of the tail as the socket takes now.
-fn write_tail(conn: &mut TcpConn) -> io::Result<()> {
-    if conn.tail.is_empty() {
-        return Ok(());
-    }
-    let written = match send(&conn.socket, &conn.tail) {
-        Ok(n) => n,
-        Err(e) if would_block(&e) => 0,
-        Err(e) => return Err(e),
-    };
-    conn.tail.drain(..written);
-    Ok(())
-}
-
-fn send(socket: &OwnedFd, data: &[u8]) -> io::Result<usize> {
-    loop {
-        match rustix::net::send(socket, data, SendFlags::DONTWAIT | SendFlags::NOSIGNAL) {
-            Err(Errno::INTR) => continue,
-            other => return other.map_err(io::Error::from),
-        }
-    }
-}
-
-/// An RST whose sequence number is inside what we expect (RFC 5961's
-/// spirit, loosely: within the window we offered).
-fn acceptable_reset(conn: &TcpConn, seg: &Segment<'_>) -> bool {
-    if conn.phase == Phase::SynSent {
-        return seg.has(flags::ACK) && seg.ack == conn.isn.wrapping_add(1);
-    }
-    let offset = seg.seq.wrapping_sub(conn.seq_from_guest);
-    let window = (u32::from(conn.window_sent) << conn.our_scale).max(1);
-    offset <= window || seg.seq == conn.seq_from_guest.wrapping_sub(1)
 }
 
 /// The guest may open connections to unicast destinations only, from
@@ -1283,28 +639,6 @@ fn conn_of<'f>(
     }
 }
 
-/// An ACK that repeats the last acknowledgement and window exactly: a
-/// sender counts it as a duplicate only if the window is unchanged, and
-/// three of them make it resend at once instead of waiting for its timer
-/// (DESIGN §1 rule 4).
-fn send_duplicate_ack(ctx: &mut Ctx<'_>, ends: &Endpoints, conn: &mut TcpConn) {
-    let ctl = Control {
-        seq: conn.seq_to_guest,
-        ack: conn.seq_from_guest,
-        flags: flags::ACK,
-        window: conn.window_sent,
-    };
-    conn.ack_sent = ctl.ack;
-    send_control(ctx, ends, &ctl, &TcpOptions::default());
-}
-
-fn send_control(ctx: &mut Ctx<'_>, ends: &Endpoints, ctl: &Control, options: &TcpOptions) {
-    let mut frame = [0u8; CONTROL_FRAME_MAX];
-    if let Some(len) = wire::build_control(ends, ctl, options, &mut frame) {
-        ctx.link.send_frame(&frame[..len]);
-    }
-}
-
 /// A non-blocking socket connecting to `dst`, bound to the `-o` address
 /// and the `--outbound-if4/6` interface if given, announcing the guest's
 /// MSS to the far end (MSS clamping: the far end sends segments the guest
@@ -1318,7 +652,7 @@ fn connect_socket(
     let socket = super::new_socket(super::family_of(dst), SocketType::STREAM)?;
     super::bind_outbound(config, &socket, dst.is_ipv6(), 0)?;
     tune_socket(&socket, sndbuf);
-    if let Err(e) = sock::set_tcp_maxseg(&socket, guest_mss.clamp(MIN_MSS, MAX_MSS)) {
+    if let Err(e) = sock::set_tcp_maxseg(&socket, guest_mss.clamp(machine::MIN_MSS4, MAX_MSS)) {
         log::debug!("TCP: TCP_MAXSEG: {e}");
     }
     match rustix::net::connect(&socket, &dst) {
@@ -1331,14 +665,17 @@ fn connect_socket(
 /// (`net.core.wmem_max`, at most 8 MiB), so the window offered to the
 /// guest (the free room in it) is not held small by a buffer that only
 /// grows once the connection is congestion-window limited. With a small
-/// `wmem_max` (under 1 MiB) the kernel's autotuning is left alone, as it
-/// would give more on long paths.
+/// `wmem_max` (under 1 MiB, the usual distribution default) the kernel's
+/// autotuning is left alone, as it would give more on long paths.
 fn send_buffer_size() -> Option<usize> {
-    let max: usize = std::fs::read_to_string("/proc/sys/net/core/wmem_max")
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
+    let max: usize = match std::env::var(WMEM_MAX_ENV) {
+        Ok(value) => value.trim().parse().ok()?,
+        Err(_) => std::fs::read_to_string("/proc/sys/net/core/wmem_max")
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?,
+    };
     (max >= 1 << 20).then_some(max.min(8 << 20))
 }
 
@@ -1378,57 +715,6 @@ fn probe_peek_offset() -> bool {
 mod tests {
     use super::*;
 
-    fn conn(phase: Phase, now: Instant) -> TcpConn {
-        let socket = rustix::io::dup(std::io::stderr()).unwrap();
-        TcpConn::new(socket, phase, 1000, now)
-    }
-
-    #[test]
-    fn tcp_syn_timer_resets_an_unanswered_handshake() {
-        let t0 = Instant::now();
-        let c = conn(Phase::Connecting, t0);
-        assert_eq!(timer_due(&c, t0 + Duration::from_secs(9)), None);
-        assert_eq!(timer_due(&c, t0 + SYN_TIMEOUT), Some(Timer::Expired("SYN")));
-        let mut c = conn(Phase::SynSent, t0);
-        c.seq_to_guest = 1001;
-        c.syn_unacked = true;
-        assert_eq!(
-            timer_due(&c, t0 + ACK_TIMEOUT),
-            Some(Timer::Retransmit),
-            "SYN resent"
-        );
-        assert_eq!(timer_due(&c, t0 + SYN_TIMEOUT), Some(Timer::Expired("SYN")));
-    }
-
-    #[test]
-    fn tcp_ack_timer_resends_then_gives_up() {
-        let t0 = Instant::now();
-        let mut c = conn(Phase::Established, t0);
-        c.seq_acked = 1001;
-        c.seq_to_guest = 1001;
-        assert_eq!(timer_due(&c, t0 + ACK_TIMEOUT), None, "nothing in flight");
-        c.seq_to_guest = 5001;
-        assert_eq!(timer_due(&c, t0 + Duration::from_secs(1)), None);
-        assert_eq!(timer_due(&c, t0 + ACK_TIMEOUT), Some(Timer::Retransmit));
-        c.retries = MAX_RETRIES;
-        assert_eq!(timer_due(&c, t0 + ACK_TIMEOUT), Some(Timer::Expired("ACK")));
-    }
-
-    #[test]
-    fn tcp_fin_and_idle_timers() {
-        let t0 = Instant::now();
-        let mut c = conn(Phase::Established, t0);
-        c.seq_acked = 1001;
-        c.seq_to_guest = 1001;
-        assert_eq!(timer_due(&c, t0 + FIN_TIMEOUT), None, "open and quiet");
-        assert_eq!(
-            timer_due(&c, t0 + IDLE_TIMEOUT),
-            Some(Timer::Expired("idle"))
-        );
-        c.guest_fin = true;
-        assert_eq!(timer_due(&c, t0 + FIN_TIMEOUT), Some(Timer::Expired("FIN")));
-    }
-
     #[test]
     fn tcp_link_mss_follows_the_mtu() {
         assert_eq!(link_mss(1500, 20), 1460);
@@ -1440,227 +726,7 @@ mod tests {
             "bounded by the frame"
         );
     }
-
-    #[test]
-    fn tcp_gso_only_for_frames_beyond_one_segment() {
-        let one = segment_offload(false, 1460, 1460);
-        assert!(one.gso.is_none());
-        assert_eq!(one.partial_checksum.unwrap().start, 34);
-        let many = segment_offload(true, 14600, 1440);
-        let gso = many.gso.unwrap();
-        assert_eq!((gso.header_len, gso.segment_size, gso.v6), (74, 1440, true));
-    }
 }
 
-/// Connections driven through real sockets in a private network namespace
-/// (root): the guest side is played by hand-built segments.
 #[cfg(test)]
-mod socket_tests {
-    use super::*;
-    use crate::conf::{Mode, fixture};
-    use crate::event::EventLoop;
-    use crate::flow::testing::{Frames, in_private_netns};
-    use std::io::Read;
-    use std::net::{TcpListener, TcpStream};
-
-    /// The TCP flows with a guest at its configured address, port 40000,
-    /// and a host listener behind the gateway (the host's loopback).
-    struct Rig {
-        config: Config,
-        events: EventLoop,
-        flows: Flows,
-        tcp: TcpFlows,
-        link: Frames,
-        listener: TcpListener,
-    }
-
-    const GUEST_PORT: u16 = 40000;
-
-    impl Rig {
-        fn new() -> Rig {
-            let config = fixture::config(Mode::Passt, &[]);
-            Rig {
-                tcp: TcpFlows::new(&config),
-                config,
-                events: EventLoop::new().unwrap(),
-                flows: Flows::new(16),
-                link: Frames::default(),
-                listener: TcpListener::bind("127.0.0.1:0").unwrap(),
-            }
-        }
-
-        fn with_ctx(&mut self, f: impl FnOnce(&mut TcpFlows, &mut Flows, &mut Ctx<'_>)) {
-            let Rig {
-                config,
-                events,
-                flows,
-                tcp,
-                link,
-                ..
-            } = self;
-            let mut ctx = Ctx::standalone(config, events, [2; 6], link);
-            f(tcp, flows, &mut ctx);
-        }
-
-        /// One guest segment as a batch of its own.
-        fn guest(&mut self, flag_bits: u8, seq: u32, ack: u32, payload: &[u8]) {
-            let ends = Endpoints {
-                our_mac: [2; 6],
-                guest_mac: self.config.our_mac,
-                src: IpAddr::V4(self.config.ip4.as_ref().unwrap().addr),
-                dst: IpAddr::V4(self.config.nat.map_host_loopback4.unwrap()),
-                src_port: GUEST_PORT,
-                dst_port: self.listener.local_addr().unwrap().port(),
-            };
-            let ctl = Control {
-                seq,
-                ack,
-                flags: flag_bits,
-                window: 65535,
-            };
-            let mut frame = vec![0; 2048];
-            let start = wire::data_header_len(false);
-            frame[start..start + payload.len()].copy_from_slice(payload);
-            let len = wire::write_data_headers(&ends, &ctl, &mut frame, payload.len()).unwrap();
-            let seg = wire::parse_segment(&frame[..len]).unwrap();
-            self.with_ctx(|tcp, flows, ctx| {
-                tcp.from_guest(flows, ctx, &seg);
-                tcp.flush_acks(flows, ctx);
-            });
-        }
-
-        /// Handles the ready sockets until none is.
-        fn events(&mut self) {
-            let mut ready = Vec::new();
-            for _ in 0..16 {
-                std::thread::sleep(Duration::from_millis(10));
-                self.events.poll(&mut ready).unwrap();
-                if ready.is_empty() {
-                    return;
-                }
-                for r in &ready {
-                    let id = FlowId::from_raw(r.token.index);
-                    self.with_ctx(|tcp, flows, ctx| tcp.on_socket(flows, ctx, id, r));
-                }
-            }
-        }
-
-        /// The segments sent to the guest since the last call.
-        fn sent(&mut self) -> Vec<(u8, u32, u32)> {
-            let frames = std::mem::take(&mut self.link.sent);
-            let segs = frames.iter().map(|f| wire::parse_segment(f).unwrap());
-            segs.map(|s| (s.flags, s.seq, s.ack)).collect()
-        }
-
-        /// Handshake from the guest (ISN `g_isn`); returns our ISN and the
-        /// host's end of the connection.
-        fn connect(&mut self, g_isn: u32) -> (u32, TcpStream) {
-            self.guest(flags::SYN, g_isn, 0, &[]);
-            self.events();
-            let sent = self.sent();
-            assert_eq!(sent.len(), 1);
-            let (flag_bits, isn, ack) = sent[0];
-            assert_eq!((flag_bits, ack), (flags::SYN | flags::ACK, g_isn + 1));
-            self.guest(flags::ACK, g_isn + 1, isn.wrapping_add(1), &[]);
-            let (host, _) = self.listener.accept().unwrap();
-            (isn, host)
-        }
-    }
-
-    /// The usual close when the host side closes first: our FIN, then the
-    /// guest's FIN (with the ACK of ours). The guest's FIN must be
-    /// acknowledged, or the guest stays in LAST-ACK resending it to a
-    /// connection that is gone.
-    /// An RST the guest link refuses (a full passt socket) is kept and
-    /// sent first once the link is writable; nothing else waits for it.
-    #[test]
-    fn tcp_reset_refused_by_the_link_is_sent_when_it_is_writable() {
-        in_private_netns(|| {
-            let mut rig = Rig::new();
-            // The host port stops listening: the guest's SYN gets an RST.
-            rustix::net::shutdown(&rig.listener, Shutdown::Read).unwrap();
-            rig.link.refusing = true;
-            rig.guest(flags::SYN, 1000, 0, &[]);
-            rig.events();
-            assert!(rig.sent().is_empty());
-            rig.with_ctx(|tcp, _, _| assert!(tcp.link_waiters(), "EPOLLOUT wanted"));
-            rig.with_ctx(|tcp, flows, ctx| tcp.resume_blocked(flows, ctx));
-            assert!(rig.sent().is_empty(), "still refused: kept");
-            rig.link.refusing = false;
-            rig.with_ctx(|tcp, flows, ctx| tcp.resume_blocked(flows, ctx));
-            assert_eq!(rig.sent(), vec![(flags::RST | flags::ACK, 0, 1001)]);
-            rig.with_ctx(|tcp, _, _| assert!(!tcp.link_waiters()));
-        });
-    }
-
-    #[test]
-    fn tcp_guest_fin_that_completes_the_close_is_acknowledged() {
-        in_private_netns(|| {
-            let mut rig = Rig::new();
-            let (isn, mut host) = rig.connect(1000);
-            let (isn1, isn2) = (isn.wrapping_add(1), isn.wrapping_add(2));
-            rig.guest(flags::ACK | flags::PSH, 1001, isn1, b"hello");
-            host.shutdown(std::net::Shutdown::Write).unwrap();
-            rig.events();
-            let sent = rig.sent();
-            assert!(
-                sent.contains(&(flags::FIN | flags::ACK, isn1, 1006)),
-                "our FIN: {sent:?}"
-            );
-            rig.guest(flags::FIN | flags::ACK, 1006, isn2, &[]);
-            let sent = rig.sent();
-            assert_eq!(
-                sent,
-                [(flags::ACK, isn2, 1007)],
-                "the guest's FIN is acknowledged"
-            );
-            assert!(rig.flows.is_empty());
-            let mut got = Vec::new();
-            host.read_to_end(&mut got).unwrap();
-            assert_eq!(got, b"hello");
-        });
-    }
-
-    /// Data from a guest that has not acknowledged our SYN-ACK (its ACK
-    /// does not cover our ISN) is not taken: it cannot know our sequence
-    /// numbers (RFC 9293 3.10.7.4).
-    #[test]
-    fn tcp_data_before_the_handshake_completes_is_not_taken() {
-        in_private_netns(|| {
-            let mut rig = Rig::new();
-            rig.guest(flags::SYN, 1000, 0, &[]);
-            rig.events();
-            let (_, isn, _) = rig.sent()[0];
-            rig.guest(flags::ACK | flags::PSH, 1001, isn, b"early");
-            assert!(rig.sent().is_empty(), "nothing acknowledged");
-            let (mut host, _) = rig.listener.accept().unwrap();
-            host.set_nonblocking(true).unwrap();
-            let mut buf = [0u8; 16];
-            assert!(host.read(&mut buf).is_err(), "the host got nothing");
-            rig.guest(flags::ACK | flags::PSH, 1001, isn.wrapping_add(1), b"late");
-            host.set_nonblocking(false).unwrap();
-            host.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-            let n = host.read(&mut buf).unwrap();
-            assert_eq!(&buf[..n], b"late");
-        });
-    }
-
-    /// Only a SYN without ACK, RST or FIN opens a connection; a SYN-ACK
-    /// for no connection (stale or forged) must not make the host connect.
-    #[test]
-    fn tcp_syn_with_ack_rst_or_fin_opens_nothing() {
-        in_private_netns(|| {
-            let mut rig = Rig::new();
-            for other in [flags::ACK, flags::RST, flags::FIN] {
-                rig.guest(flags::SYN | other, 1000, 0, &[]);
-                assert!(
-                    rig.flows.is_empty(),
-                    "SYN with {other:#04x} opened a connection"
-                );
-            }
-            assert_eq!(rig.tcp.counters.opened_from_guest, 0);
-            rig.listener.set_nonblocking(true).unwrap();
-            assert!(rig.listener.accept().is_err(), "the host saw a connection");
-        });
-    }
-}
+mod socket_tests;
