@@ -169,6 +169,16 @@ impl TcpFlows {
         if !peek_offset {
             log::debug!("TCP: no SO_PEEK_OFF, sent data is skipped on each read");
         }
+        TcpFlows::with_peek_offset(config, peek_offset)
+    }
+
+    /// TCP flows that skip sent data on each read as on a kernel without
+    /// `SO_PEEK_OFF` for TCP, whatever this kernel has (tests, fuzzing).
+    pub fn without_peek_offset(config: &Config) -> TcpFlows {
+        TcpFlows::with_peek_offset(config, false)
+    }
+
+    fn with_peek_offset(config: &Config, peek_offset: bool) -> TcpFlows {
         TcpFlows {
             isn: IsnSource::new(),
             tx: vec![0; TX_SLOTS * TX_SLOT].into_boxed_slice(),

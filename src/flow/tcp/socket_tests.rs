@@ -26,9 +26,18 @@ const GUEST_PORT: u16 = 40000;
 
 impl Rig {
     fn new() -> Rig {
+        Rig::with(TcpFlows::new)
+    }
+
+    /// A rig whose flows skip sent data as on Linux before 6.9.
+    fn without_peek_offset() -> Rig {
+        Rig::with(TcpFlows::without_peek_offset)
+    }
+
+    fn with(tcp: fn(&Config) -> TcpFlows) -> Rig {
         let config = fixture::config(Mode::Passt, &[]);
         Rig {
-            tcp: TcpFlows::new(&config),
+            tcp: tcp(&config),
             config,
             events: EventLoop::new().unwrap(),
             flows: Flows::new(16),
@@ -52,6 +61,17 @@ impl Rig {
 
     /// One guest segment as a batch of its own.
     fn guest(&mut self, flag_bits: u8, seq: u32, ack: u32, payload: &[u8]) {
+        self.guest_with_window(flag_bits, seq, ack, 65535, payload);
+    }
+
+    fn guest_with_window(
+        &mut self,
+        flag_bits: u8,
+        seq: u32,
+        ack: u32,
+        window: u16,
+        payload: &[u8],
+    ) {
         let ends = Endpoints {
             our_mac: [2; 6],
             guest_mac: self.config.our_mac,
@@ -64,7 +84,7 @@ impl Rig {
             seq,
             ack,
             flags: flag_bits,
-            window: 65535,
+            window,
         };
         let mut frame = vec![0; 2048];
         let start = wire::data_header_len(false);
@@ -209,5 +229,74 @@ fn tcp_syn_with_ack_rst_or_fin_opens_nothing() {
         assert_eq!(rig.tcp.counters.opened_from_guest, 0);
         rig.listener.set_nonblocking(true).unwrap();
         assert!(rig.listener.accept().is_err(), "the host saw a connection");
+    });
+}
+
+/// Without `SO_PEEK_OFF` (Linux before 6.9), a wake-up that finds only
+/// bytes already sent is no end of stream: no FIN goes to the guest while
+/// the host's connection is open, and the FIN follows the host's close
+/// only after every byte (downloads arrived cut short before this).
+#[test]
+fn tcp_fallback_sends_no_fin_before_the_host_stream_ends() {
+    in_private_netns(|| {
+        let mut rig = Rig::without_peek_offset();
+        assert!(rig.tcp.peek_fallback());
+        let (isn, mut host) = rig.connect(1000);
+        let isn1 = isn.wrapping_add(1);
+        std::io::Write::write_all(&mut host, &[7u8; 3000]).unwrap();
+        rig.events();
+        let data: u32 = 3000;
+        assert!(rig.sent().iter().all(|s| s.0 & flags::FIN == 0));
+        // Window updates without new data make the flows look again.
+        rig.guest_with_window(flags::ACK, 1001, isn1, 100, &[]);
+        rig.guest_with_window(flags::ACK, 1001, isn1, 60000, &[]);
+        rig.guest(flags::ACK, 1001, isn1 + 1000, &[]);
+        rig.events();
+        let sent = rig.sent();
+        assert!(
+            sent.iter().all(|s| s.0 & flags::FIN == 0),
+            "no FIN: {sent:?}"
+        );
+        host.shutdown(std::net::Shutdown::Write).unwrap();
+        rig.events();
+        let sent = rig.sent();
+        assert!(
+            sent.iter().all(|s| s.0 & flags::FIN == 0),
+            "data unacknowledged"
+        );
+        rig.guest(flags::ACK, 1001, isn1 + data, &[]);
+        rig.events();
+        let sent = rig.sent();
+        assert_eq!(sent, [(flags::FIN | flags::ACK, isn1 + data, 1001)]);
+    });
+}
+
+/// A guest that forgot a connection and opens its 4-tuple again gets a
+/// challenge ACK; its RST answering it ends the old connection, and the
+/// SYN is taken at once: a new connection to the host.
+#[test]
+fn tcp_syn_on_an_open_four_tuple_reconnects_after_the_guest_resets() {
+    in_private_netns(|| {
+        let mut rig = Rig::new();
+        let (isn, mut old) = rig.connect(1000);
+        rig.guest(flags::SYN, 5000, 0, &[]);
+        let sent = rig.sent();
+        assert_eq!(
+            sent,
+            [(flags::ACK, isn.wrapping_add(1), 1001)],
+            "challenge ACK"
+        );
+        rig.guest(flags::RST, 1001, 0, &[]);
+        rig.events();
+        let sent = rig.sent();
+        assert_eq!(sent.len(), 1, "{sent:?}");
+        assert_eq!((sent[0].0, sent[0].2), (flags::SYN | flags::ACK, 5001));
+        let mut buf = [0u8; 1];
+        assert!(
+            old.read(&mut buf).is_err(),
+            "the old host connection was reset"
+        );
+        rig.listener.set_nonblocking(true).unwrap();
+        assert!(rig.listener.accept().is_ok(), "a new host connection");
     });
 }
