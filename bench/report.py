@@ -55,8 +55,9 @@ def counters(path):
     return c
 
 
-def tx_dropped(path):
-    """TX drops summed over the namespace's devices other than lo."""
+def link_dropped(path, way="tx"):
+    """Drops (way "tx" or "rx") summed over the namespace's devices other
+    than lo, from `ip -j -s link show`."""
     try:
         links = json.loads(read(path) or "[]")
     except ValueError:
@@ -65,8 +66,64 @@ def tx_dropped(path):
     for link in links:
         if link.get("ifname") == "lo":
             continue
-        n += link.get("stats64", {}).get("tx", {}).get("dropped", 0)
+        n += link.get("stats64", {}).get(way, {}).get("dropped", 0)
     return n
+
+
+def tx_dropped(path):
+    return link_dropped(path, "tx")
+
+
+# TCP counters read in the remote and in the host namespace around every
+# tput and tput-in run (run.sh: remote.snmp.N, host.snmp.N), emitted as
+# "remote_NAME" and "host_NAME" (NAME without its Tcp. / TcpExt. prefix).
+# The TCP MIB is one for IPv4 and IPv6. On a download (remote -> ns) the
+# remote is the sender and the host (the daemon's socket) the receiver; on
+# an upload the roles swap.
+OUTSIDE_COUNTERS = (
+    # sender: what was retransmitted, and why
+    "Tcp.RetransSegs", "TcpExt.TCPFastRetrans", "TcpExt.TCPSlowStartRetrans",
+    "TcpExt.TCPLossProbes", "TcpExt.TCPLossProbeRecovery", "TcpExt.TCPSackRecovery",
+    "TcpExt.TCPLostRetransmit", "TcpExt.TCPTimeouts", "TcpExt.TCPSpuriousRTOs",
+    "TcpExt.TCPSpuriousRtxHostQueues",
+    # sender: the receiver reported duplicates (DSACK), and undos
+    "TcpExt.TCPDSACKRecv", "TcpExt.TCPDSACKOfoRecv", "TcpExt.TCPDSACKRecvSegs",
+    "TcpExt.TCPDSACKIgnoredOld", "TcpExt.TCPDSACKIgnoredNoUndo",
+    "TcpExt.TCPDSACKIgnoredDubious", "TcpExt.TCPDSACKUndo", "TcpExt.TCPFullUndo",
+    "TcpExt.TCPPartialUndo", "TcpExt.TCPLossUndo",
+    # sender: reordering detected
+    "TcpExt.TCPSACKReorder", "TcpExt.TCPTSReorder", "TcpExt.TCPRenoReorder",
+    # receiver: out of order arrivals, duplicates reported, drops
+    "TcpExt.TCPOFOQueue", "TcpExt.TCPOFOMerge", "TcpExt.TCPOFODrop",
+    "TcpExt.TCPDSACKOldSent", "TcpExt.TCPDSACKOfoSent", "TcpExt.TCPRcvQDrop",
+    "TcpExt.TCPBacklogDrop", "TcpExt.TCPZeroWindowDrop", "TcpExt.PruneCalled",
+    "TcpExt.RcvPruned", "TcpExt.OfoPruned", "TcpExt.TCPRcvCollapsed", "Tcp.InErrs",
+)
+
+
+def outside_counters(rundir):
+    """Remote and host namespace deltas over the run (see OUTSIDE_COUNTERS),
+    the veths' drops, and the share of the remote's retransmitted segments
+    that the receiver reported as duplicates (DSACK)."""
+    out = {}
+    for side in ("remote", "host"):
+        c0 = counters(os.path.join(rundir, side + ".snmp.0"))
+        c1 = counters(os.path.join(rundir, side + ".snmp.1"))
+        for key in OUTSIDE_COUNTERS:
+            if key in c0 and key in c1:
+                out[side + "_" + key.split(".", 1)[1]] = c1[key] - c0[key]
+        for way in ("rx", "tx"):
+            d0 = link_dropped(os.path.join(rundir, side + ".link.0"), way)
+            d1 = link_dropped(os.path.join(rundir, side + ".link.1"), way)
+            if d0 is not None and d1 is not None:
+                out["%s_veth_%s_dropped" % (side, way)] = d1 - d0
+    drops = [v for k, v in out.items() if "_veth_" in k]
+    if len(drops) == 4:
+        out["veth_dropped"] = sum(drops)
+    if out.get("remote_RetransSegs", 0) > 0 and "remote_TCPDSACKRecvSegs" in out:
+        out["remote_dsack_pct"] = "%.1f" % (
+            100.0 * out["remote_TCPDSACKRecvSegs"] / out["remote_RetransSegs"])
+    return out
 
 
 def signals(rundir):
@@ -152,6 +209,17 @@ def parse(a):
             if sig:
                 summary.append("guest RTO %s, tap TX drops %s" % (
                     sig.get("guest_rto", "?"), sig.get("tap_tx_dropped", "?")))
+            osig = outside_counters(a.rundir)
+            for k, v in sorted(osig.items()):
+                emit(k, v)
+            if osig:
+                g = lambda k: osig.get(k, "?")
+                summary.append("remote retrans %s DSACKed %s reorder %s/%s; host OFO %s, "
+                               "DSACKs sent %s/%s, veth drops %s" % (
+                                   g("remote_RetransSegs"), g("remote_TCPDSACKRecvSegs"),
+                                   g("remote_TCPSACKReorder"), g("remote_TCPTSReorder"),
+                                   g("host_TCPOFOQueue"), g("host_TCPDSACKOldSent"),
+                                   g("host_TCPDSACKOfoSent"), g("veth_dropped")))
             emit_cost(nbytes)
     elif a.kind == "udp":
         j = iperf3_result(text)
@@ -273,12 +341,44 @@ def rows():
         for mtu in ("1500", "65520"):
             cell = "tcp_up%s_%s" % (fam, mtu)
             r.append(("guest RTO timeouts / tap TX drops, ns -> remote, IPv%s, MTU %s (per run)"
-                      % (fam, mtu), cell, "signals", "%.0f", "lower"))
+                      % (fam, mtu), cell, ("guest_rto", "tap_tx_dropped"), "%.0f", "lower"))
+    downloads = []   # (cell, what) of the cells where the remote sends
     for fam in ("4", "6"):
         for mtu in ("1500", "65520"):
-            cell = "tcp_dn%s_%s" % (fam, mtu)
-            r.append(("remote sender retransmissions, remote -> ns, IPv%s, MTU %s (per run)"
-                      % (fam, mtu), cell, "retransmits", "%.0f", "lower"))
+            downloads.append(("tcp_dn%s_%s" % (fam, mtu),
+                              "remote -> ns, IPv%s, MTU %s" % (fam, mtu)))
+    for fam in ("4", "6"):
+        downloads.append(("tcp_fwdin%s_65520" % fam,
+                          "remote -> ns through -t, IPv%s, MTU 65520" % fam))
+    for cell, what in downloads:
+        r.append(("remote sender retransmissions, %s (per run)" % what,
+                  cell, "retransmits", "%.0f", "lower"))
+    # The remote's and the host's own TCP counters on the downloads (the
+    # remote sends, the daemon's host socket receives): several medians
+    # per cell, " / " between them.
+    for cell, what in downloads:
+        r.append(("remote DSACKs received, %s: retransmitted / DSACKed segments, DSACKed %% of"
+                  " retransmitted, DSACK undos (per run)" % what, cell,
+                  ("remote_RetransSegs", "remote_TCPDSACKRecvSegs", "remote_dsack_pct",
+                   "remote_TCPDSACKUndo"), "%.0f", "-"))
+    for cell, what in downloads:
+        r.append(("remote reorder events, %s: SACK / TS / Reno reordering seen (per run)" % what,
+                  cell, ("remote_TCPSACKReorder", "remote_TCPTSReorder", "remote_TCPRenoReorder"),
+                  "%.0f", "-"))
+    for cell, what in downloads:
+        r.append(("remote loss signals, %s: lost retransmissions / RTO timeouts / spurious RTOs"
+                  " (per run)" % what, cell,
+                  ("remote_TCPLostRetransmit", "remote_TCPTimeouts", "remote_TCPSpuriousRTOs"),
+                  "%.0f", "-"))
+    for cell, what in downloads:
+        r.append(("host OFO queued, %s: segments queued out of order / DSACKs sent for old"
+                  " / for out-of-order data (per run)" % what, cell,
+                  ("host_TCPOFOQueue", "host_TCPDSACKOldSent", "host_TCPDSACKOfoSent"),
+                  "%.0f", "-"))
+    for cell, what in downloads:
+        r.append(("host drops, %s: OFO queue / receive queue / backlog / veths (per run)" % what,
+                  cell, ("host_TCPOFODrop", "host_TCPRcvQDrop", "host_TCPBacklogDrop",
+                         "veth_dropped"), "%.0f", "-"))
     for kind, name, unit in (("rr", "TCP_RR", "transactions/s"), ("crr", "TCP_CRR", "connections/s"),
                              ("urr", "UDP_RR", "transactions/s")):
         for fam in ("4", "6"):
@@ -337,12 +437,13 @@ def table(a):
                 med[tool] = m
                 cells.append(fmt % (m / 1024.0))
                 continue
-            if metric == "signals":
-                a_ = vals.get((cell, tool, "guest_rto"), [])
-                b_ = vals.get((cell, tool, "tap_tx_dropped"), [])
-                cells.append("%s / %s" % (fmt % statistics.median(a_) if a_ else "n/a",
-                                          fmt % statistics.median(b_) if b_ else "n/a")
-                             if a_ or b_ else "n/a")
+            if isinstance(metric, tuple):
+                # Several metrics in one cell: the median of each, " / "
+                # between them; no ratio column.
+                parts = [vals.get((cell, tool, m), []) for m in metric]
+                cells.append(" / ".join(fmt % statistics.median(xs) if xs else "n/a"
+                                        for xs in parts)
+                             if any(parts) else "n/a")
                 continue
             xs = vals.get((cell, tool, metric), [])
             if not xs:

@@ -345,6 +345,22 @@ kib() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status" 2> /dev/null; }
 cputicks() { pstat "$1" | awk '{ print $12 + $13 }'; }
 CLK_TCK=$(getconf CLK_TCK)
 
+# outside_snap RUNDIR N: the TCP counters (/proc/net/netstat, snmp) and
+# link statistics of the remote namespace (remote.snmp.N, remote.link.N)
+# and of the host namespace, where the daemon's sockets live (host.snmp.N,
+# host.link.N): N 0 just before the client starts, 1 just after it ends.
+# The guest's own are snmp.N and link.N (guest.sh).
+outside_snap() {
+	local side ns
+	for side in remote host; do
+		ns=$R
+		[ "$side" = host ] && ns=$H
+		timeout 5 ip netns exec "$ns" cat /proc/net/netstat /proc/net/snmp \
+			> "$1/$side.snmp.$2" 2> /dev/null
+		timeout 5 ip -n "$ns" -j -s link show > "$1/$side.link.$2" 2> /dev/null
+	done
+}
+
 ns_listening() { # NS PORT
 	[ -n "$(ip netns exec "$1" ss -Hltn "sport = :$2")" ]
 }
@@ -519,6 +535,9 @@ run_one() {
 		idle=$(kib "$dpid" VmRSS)
 		cpu0=$(cputicks "$dpid")
 	fi
+	local snap=0
+	[ "$state" = ok ] && [[ $kind =~ ^(tput|tput-in)$ ]] && snap=1
+	[ "$snap" = 1 ] && outside_snap "$rd" 0
 	echo go > "$rd/go"
 	[ "$state" = ok ] && [ "$kind" = tput-in ] && forwarded_client "$rd" "$fam" "$dir" "$dpid"
 	[ "$state" = ok ] && [ "$kind" = splice-in ] && spliced_client "$rd" "$fam" "$dpid"
@@ -530,6 +549,7 @@ run_one() {
 			rc=timeout
 		fi
 	fi
+	[ "$snap" = 1 ] && outside_snap "$rd" 1
 	if [ -n "$cpu0" ] && alive "${dt%%:*}" "${dt##*:}"; then
 		cpu1=$(cputicks "$dpid")
 		hwm=$(kib "$dpid" VmHWM)
