@@ -180,6 +180,8 @@ fn package_of(tool: &str) -> &'static str {
         "sha256sum" | "head" => "coreutils",
         "dig" => "dnsutils",
         "dnsmasq" => "dnsmasq-base",
+        "qemu-system-x86_64" => "qemu-system-x86",
+        "cpio" => "cpio",
         _ => "the package that ships it",
     }
 }
