@@ -14,6 +14,7 @@
 //! - the guest reaches the host's loopback through the gateway address;
 //! - 50 half-closed connections at once keep carrying data the other way;
 //! - resets travel both ways;
+//! - downloads a server writes in bursts with pauses arrive whole;
 //! - and once each, clients in the host namespace reach the guest through
 //!   `-t` on the loopback and the host's address, and closed ports are
 //!   refused within a second.
@@ -75,6 +76,10 @@ family_and_caller_tests! {
         v4_as_user: (User, V4),
         v6_as_root: (Root, V6),
     };
+    passt_tcp_bursty_downloads_arrive_whole => bursty_download {
+        v4_as_user: (User, V4),
+        v6_as_user: (User, V6),
+    };
 }
 
 /// The IPv4 test's guest configures itself by DHCP.
@@ -110,6 +115,13 @@ fn half_close(who: As, fam: Fam) {
 fn resets(who: As, fam: Fam) {
     with_passt(who, &[], Ipv4Setup::Static, |t, g| {
         common::tcp::resets(t, g, fam);
+    });
+}
+
+/// 16 MiB, four times.
+fn bursty_download(who: As, fam: Fam) {
+    with_passt(who, &[], Ipv4Setup::Static, |t, g| {
+        common::tcp::bursty_download(t, g, fam, 16 << 20);
     });
 }
 

@@ -8,6 +8,7 @@
 //!   default);
 //! - clients in the host namespace reach the guest through `-t` on the
 //!   loopback and on the host's address;
+//! - downloads a server writes in bursts with pauses arrive whole;
 //! - half-closed connections keep carrying data the other way, 200 at
 //!   once; resets travel both ways; a closed port is refused at once;
 //! - pasta's file descriptors return to their count once connections are
@@ -40,6 +41,13 @@ family_and_caller_tests! {
     tcp_guest_to_gateway_reaches_the_host_loopback_intact => guest_to_host_loopback;
     tcp_half_closed_connections_keep_carrying_data_200_at_once => half_close;
     tcp_resets_travel_both_ways => resets;
+}
+
+family_and_caller_tests! {
+    tcp_bursty_downloads_arrive_whole => bursty_download {
+        v4_as_user: (User, V4),
+        v6_as_user: (User, V6),
+    };
 }
 
 root_and_user_tests! {
@@ -75,6 +83,13 @@ fn remote_to_guest_forwarded(who: As, fam: Fam) {
 fn guest_to_host_loopback(who: As, fam: Fam) {
     with_pasta(who, &[], |t, g| {
         common::tcp::guest_to_host_loopback(t, g, fam, pasta_bulk_size(who));
+    });
+}
+
+/// 16 MiB, four times.
+fn bursty_download(who: As, fam: Fam) {
+    with_pasta(who, &[], |t, g| {
+        common::tcp::bursty_download(t, g, fam, 16 << 20);
     });
 }
 

@@ -8,6 +8,8 @@ a stalled transfer ends with a message instead of hanging.
 """
 import hashlib
 import os
+import random
+import resource
 import socket
 import struct
 import sys
@@ -43,8 +45,9 @@ def connect(host, port, retry=0.0, timeout=CONNECT):
         return s
 
 
-def drain(s, keep=False, bufsize=1 << 20):
-    """Reads to EOF: (sha256 hex, length, the bytes if `keep`)."""
+def drain(s, keep=False, bufsize=1 << 20, pause=0.0):
+    """Reads to EOF: (sha256 hex, length, the bytes if `keep`); sleeps
+    `pause` seconds after each read (a slow reader)."""
     h = hashlib.sha256()
     n = 0
     kept = bytearray()
@@ -58,6 +61,8 @@ def drain(s, keep=False, bufsize=1 << 20):
         n += k
         if keep:
             kept += view[:k]
+        if pause:
+            time.sleep(pause)
 
 
 def send_file(s, path):
@@ -122,6 +127,38 @@ def h_source(c, l):
     return {"sent": os.path.getsize(l["file"]), "got": n}
 
 
+def h_burst_source(c, l):
+    """Sends the file in bursts: chunks of `min_chunk`..`max_chunk` bytes,
+    each followed by a pause of `min_pause_ms`..`max_pause_ms`; then FIN,
+    and reads to the peer's EOF."""
+    rng = random.Random(l.get("seed"))
+    chunks = 0
+    with open(l["file"], "rb") as f:
+        while True:
+            data = f.read(rng.randint(l["min_chunk"], l["max_chunk"]))
+            if not data:
+                break
+            c.sendall(data)
+            chunks += 1
+            time.sleep(rng.randint(l["min_pause_ms"], l["max_pause_ms"]) / 1000.0)
+    c.shutdown(socket.SHUT_WR)
+    _, n, _ = drain(c, bufsize=65536)
+    return {"sent": os.path.getsize(l["file"]), "chunks": chunks, "got": n}
+
+
+def h_late_answer(c, l):
+    """Reads the request to EOF (the peer half-closed), waits `delay`
+    seconds, then answers with the request reversed, `repeat` times, and
+    closes."""
+    _, n, data = drain(c, keep=True, bufsize=65536)
+    if n != l["size"]:
+        raise ValueError("got %d bytes before EOF, want %d" % (n, l["size"]))
+    time.sleep(l["delay"])
+    c.sendall(data[::-1] * l["repeat"])
+    c.shutdown(socket.SHUT_WR)
+    return {"answered": n * l["repeat"]}
+
+
 def h_reverse_echo(c, l):
     _, n, data = drain(c, keep=True, bufsize=65536)
     if n != l["size"]:
@@ -177,6 +214,8 @@ def h_rst_expect(c, l):
 HANDLERS = {
     "sink": h_sink,
     "source": h_source,
+    "burst_source": h_burst_source,
+    "late_answer": h_late_answer,
     "reverse_echo": h_reverse_echo,
     "send_first": h_send_first,
     "echo": h_echo,
@@ -187,7 +226,7 @@ HANDLERS = {
 
 def handle(c, l, facts, errors):
     try:
-        c.settimeout(IDLE)
+        c.settimeout(l.get("idle", IDLE))
         peer = peer_of(c)
         f = HANDLERS[l["role"]](c, l)
         f["peer"] = peer
@@ -200,19 +239,24 @@ def handle(c, l, facts, errors):
 
 
 def accept_loop(s, l):
-    """Serves `count` connections (forever if null), then reports."""
+    """Serves `count` connections (forever if null), then reports. The
+    role "hold" keeps each connection open and never reads from it."""
     count = l.get("count")
-    facts, errors, workers = [], [], []
+    facts, errors, workers, held = [], [], [], []
     s.settimeout(ACCEPT if count is not None else None)
     try:
-        while count is None or len(workers) < count:
+        while count is None or len(workers) + len(held) < count:
             c, _ = s.accept()
+            if l["role"] == "hold":
+                held.append(c)
+                continue
             t = threading.Thread(target=handle, args=(c, l, facts, errors), daemon=True)
             t.start()
             workers.append(t)
     except Exception as e:
         errors.append("accept on port %d: %s after %d" % (l["port"], err_name(e), len(workers)))
-    deadline = time.monotonic() + 3 * IDLE
+    # Handlers may take longer by design: `delay` (late_answer) or `idle`.
+    deadline = time.monotonic() + 3 * IDLE + l.get("delay", 0) + l.get("idle", 0)
     for t in workers:
         t.join(max(0.0, deadline - time.monotonic()))
     if any(t.is_alive() for t in workers):
@@ -257,10 +301,13 @@ def op_upload(o):
 
 
 def op_download(o):
+    """Reads to EOF; with `read_size` and `read_pause_ms`, a slow reader:
+    reads of at most `read_size` bytes with a pause after each."""
     s = connect(o["host"], o["port"], o.get("retry", 0.0))
     try:
         t0 = time.monotonic()
-        sha, n, _ = drain(s)
+        sha, n, _ = drain(s, bufsize=o.get("read_size", 1 << 20),
+                          pause=o.get("read_pause_ms", 0) / 1000.0)
         secs = time.monotonic() - t0
     finally:
         s.close()
@@ -497,7 +544,157 @@ def op_flowlimit(o):
     return {"opened": opened, "fail": fail, "after_errors": after_errors, "reuse": reuse}
 
 
+def tcp_ext(name):
+    """A TcpExt counter of this network namespace (/proc/net/netstat)."""
+    with open("/proc/net/netstat") as f:
+        lines = [l.split() for l in f if l.startswith("TcpExt:")]
+    return int(dict(zip(lines[0][1:], lines[1][1:]))[name])
+
+
+def op_keepalive(o):
+    """Connects with keepalive probes every second after one idle second
+    (3 unanswered probes end the connection), exchanges data both ways,
+    stays idle `idle` seconds, then exchanges data both ways again."""
+    s = socket.socket(family(o["host"]), socket.SOCK_STREAM)
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 1)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 1)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)
+        s.settimeout(CONNECT)
+        s.connect((o["host"], o["port"]))
+        s.settimeout(IDLE)
+        echo_once(s)
+        probes = tcp_ext("TCPKeepAlive")
+        t0 = time.monotonic()
+        time.sleep(o["idle"])
+        probes = tcp_ext("TCPKeepAlive") - probes
+        try:
+            echo_once(s, 65536)
+        except Exception as e:
+            raise ConnectionError("after %d keepalive probes in %.1f s idle: %s"
+                                  % (probes, time.monotonic() - t0, err_name(e)))
+        close_gracefully(s)
+    finally:
+        s.close()
+    return {"probes": probes}
+
+
+def op_late_answer(o):
+    """Sends `size` bytes, shuts down writing, then waits up to `wait`
+    seconds for the answer: the request reversed, `repeat` times."""
+    s = connect(o["host"], o["port"], o.get("retry", 0.0))
+    try:
+        data = os.urandom(o["size"])
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+        t0 = time.monotonic()
+        s.settimeout(o["wait"])
+        try:
+            _, n, reply = drain(s, keep=True, bufsize=65536)
+        except Exception as e:
+            raise ConnectionError("%.1f s after our FIN, before the answer: %s"
+                                  % (time.monotonic() - t0, err_name(e)))
+        secs = time.monotonic() - t0
+    finally:
+        s.close()
+    if reply != data[::-1] * o["repeat"]:
+        raise ValueError("%.1f s after our FIN: an answer of %d bytes, want %d (or wrong data)"
+                         % (secs, n, len(data) * o["repeat"]))
+    return {"len": n, "secs": secs}
+
+
+TCP_REPAIR = 19
+
+
+def op_reuse_tuple(o):
+    """Connects from source port `sport`, exchanges data, then forgets the
+    connection without a word to the peer (TCP_REPAIR on, then close: the
+    kernel drops the socket and sends neither FIN nor RST, as a guest that
+    rebooted would), and connects again from the same port to the same
+    destination: how long that connect takes, and data both ways on it."""
+    fam = family(o["host"])
+
+    def from_port():
+        s = socket.socket(fam, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("::" if fam == socket.AF_INET6 else "0.0.0.0", o["sport"]))
+        return s
+
+    s = from_port()
+    try:
+        s.settimeout(CONNECT)
+        s.connect((o["host"], o["port"]))
+        s.settimeout(IDLE)
+        echo_once(s)
+        s.setsockopt(socket.IPPROTO_TCP, TCP_REPAIR, 1)
+    finally:
+        s.close()
+    time.sleep(o.get("pause", 0.2))
+    s = from_port()
+    try:
+        s.settimeout(o["within"])
+        t0 = time.monotonic()
+        try:
+            s.connect((o["host"], o["port"]))
+        except Exception as e:
+            return {"err": err_name(e), "secs": time.monotonic() - t0}
+        secs = time.monotonic() - t0
+        s.settimeout(IDLE)
+        echo_once(s, 65536)
+        close_gracefully(s)
+    finally:
+        s.close()
+    return {"err": "connected", "secs": secs}
+
+
+def op_stall_many(o):
+    """Opens `n` connections and writes to each, without blocking, as much
+    as it takes (up to `per_conn` bytes each) until nothing moves any more;
+    then creates `dir`/stalled, waits for `dir`/done, and resets them
+    all."""
+    d = o["dir"]
+    socks = []
+    try:
+        for i in range(o["n"]):
+            try:
+                socks.append(connect(o["host"], o["port"]))
+            except Exception as e:
+                raise ConnectionError("connection %d of %d: %s" % (i + 1, o["n"], err_name(e)))
+        for s in socks:
+            s.setblocking(False)
+        chunk = b"x" * (64 << 10)
+        written = [0] * len(socks)
+        t0 = time.monotonic()
+        quiet = 0
+        while quiet < 5 and time.monotonic() - t0 < o.get("within", 30.0):
+            moved = 0
+            for i, s in enumerate(socks):
+                while written[i] < o["per_conn"]:
+                    try:
+                        k = s.send(chunk[: o["per_conn"] - written[i]])
+                    except BlockingIOError:
+                        break
+                    written[i] += k
+                    moved += k
+            quiet = 0 if moved else quiet + 1
+            if not moved:
+                time.sleep(0.2)
+        touch(os.path.join(d, "stalled"))
+        wait_file(os.path.join(d, "done"), o.get("hold", 120.0))
+    finally:
+        for s in socks:
+            linger0(s)
+            s.close()
+    return {"opened": len(socks), "written": sum(written), "least": min(written),
+            "most": max(written), "secs": time.monotonic() - t0}
+
+
 OPS = {
+    "keepalive": op_keepalive,
+    "late_answer": op_late_answer,
+    "reuse_tuple": op_reuse_tuple,
+    "stall_many": op_stall_many,
     "upload": op_upload,
     "download": op_download,
     "refused": op_refused,
@@ -512,5 +709,13 @@ OPS = {
 }
 
 
+def raise_fd_limit():
+    """Soft limit of open files up to the hard one (a thousand connections
+    at once need more than the usual 1024)."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 if __name__ == "__main__":
+    raise_fd_limit()
     main(serve, OPS)

@@ -41,14 +41,26 @@ pub fn start_passt(rig: &Rig, who: As, tag: &str, extra: &[&str]) -> Passt {
 /// [`start_passt`] with the socket at `sock`.
 pub fn start_passt_at(rig: &Rig, who: As, tag: &str, sock: &Path, extra: &[&str]) -> Passt {
     let pcap = rig.tmp_path(&format!("{tag}.pcap"));
-    spawn_passt(rig, who, tag, sock, Some(&pcap), extra)
+    spawn_passt(rig, who, tag, sock, Some(&pcap), extra, &[])
 }
 
 /// [`start_passt`] without a capture (`-p` would record every frame of a
 /// bulk transfer): `passt -f -s TAG.socket -P TAG.pid EXTRA`.
 pub fn start_passt_uncaptured(rig: &Rig, who: As, tag: &str, extra: &[&str]) -> Passt {
+    start_passt_uncaptured_env(rig, who, tag, extra, &[])
+}
+
+/// [`start_passt_uncaptured`] with `env` added to passt's environment
+/// (test-only knobs such as `PASST_RS_TEST_NO_PEEK_OFF`).
+pub fn start_passt_uncaptured_env(
+    rig: &Rig,
+    who: As,
+    tag: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Passt {
     let sock = rig.tmp_path(&format!("{tag}.socket"));
-    spawn_passt(rig, who, tag, &sock, None, extra)
+    spawn_passt(rig, who, tag, &sock, None, extra, env)
 }
 
 fn spawn_passt(
@@ -58,6 +70,7 @@ fn spawn_passt(
     sock: &Path,
     pcap: Option<&Path>,
     extra: &[&str],
+    env: &[(&str, &str)],
 ) -> Passt {
     let pid_file = rig.tmp_path(&format!("{tag}.pid"));
     let mut args = vec!["-f", "-s", sock.to_str().unwrap(), "-P"];
@@ -66,7 +79,9 @@ fn spawn_passt(
         args.extend(["-p", p.to_str().unwrap()]);
     }
     args.extend(extra);
-    let mut child = rig.spawn_logged(&mut passt_cmd(rig, who, &args), tag);
+    let mut cmd = passt_cmd(rig, who, &args);
+    cmd.envs(env.iter().copied());
+    let mut child = rig.spawn_logged(&mut cmd, tag);
     match wait_ready(&mut child, &pid_file, SHORT) {
         Started::Ready(_) => {}
         other => panic!("passt did not start: {other:?}\n{}", rig.log(tag)),
@@ -108,7 +123,18 @@ impl<'r> PasstWorld<'r> {
     /// Starts a passt (without a capture) as `who` with `opts`, and its
     /// guest, with IPv4 set up as `v4`.
     pub fn start(rig: &'r Rig, who: As, opts: &[&str], v4: Ipv4Setup) -> PasstWorld<'r> {
-        let passt = start_passt_uncaptured(rig, who, "passt", opts);
+        PasstWorld::start_with_env(rig, who, opts, v4, &[])
+    }
+
+    /// [`PasstWorld::start`] with `env` added to passt's environment.
+    pub fn start_with_env(
+        rig: &'r Rig,
+        who: As,
+        opts: &[&str],
+        v4: Ipv4Setup,
+        env: &[(&str, &str)],
+    ) -> PasstWorld<'r> {
+        let passt = start_passt_uncaptured_env(rig, who, "passt", opts, env);
         let guest = PasstGuest::with(&passt.sock, rig.tmp_dir(), v4);
         PasstWorld { rig, passt, guest }
     }

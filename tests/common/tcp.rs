@@ -378,6 +378,51 @@ pub fn guest_to_remote(t: &Tcp, guest: &dyn Guest, fam: Fam, size: u64) {
     }
 }
 
+/// Downloads a server writes in bursts: the remote server sends a file of
+/// `size` bytes in chunks of 64 KiB to 1 MiB with a pause of 20 to 50 ms
+/// after each, then closes; the guest downloads it [`BURSTY_DOWNLOADS`]
+/// times, one after the other (every other time reading slowly), and each
+/// must arrive whole (SHA-256 and length): the data a socket receives in
+/// bursts, read while more is still coming, must not be cut short by an
+/// early FIN (seen with the fallback for kernels without `SO_PEEK_OFF`).
+pub fn bursty_download(t: &Tcp, guest: &dyn Guest, fam: Fam, size: u64) {
+    let rig = t.rig;
+    let data = t.random_file("data", size);
+    let far = fam.far();
+    let mut server = t.serve(
+        &rig.remote,
+        "server",
+        &[listener("burst_source", far, 5002, Some(BURSTY_DOWNLOADS))
+            .s("file", &data.path)
+            .n("min_chunk", 64 << 10)
+            .n("max_chunk", 1 << 20)
+            .n("min_pause_ms", 20)
+            .n("max_pause_ms", 50)],
+    );
+    // Every other download reads slowly (64 KiB, then 5 ms of sleep), so
+    // that the guest's window fills and opens again during the bursts.
+    let ops: Vec<Obj> = (0..BURSTY_DOWNLOADS)
+        .map(|i| match i % 2 {
+            0 => op("download", far, 5002),
+            _ => op("download", far, 5002)
+                .n("read_size", 64 << 10)
+                .n("read_pause_ms", 5),
+        })
+        .collect();
+    let (out, res) = guest.client(t, &ops, BULK);
+    let ctx = format!("{}\n{}{}", text(&out), rig.log("server"), guest.describe());
+    for i in 0..BURSTY_DOWNLOADS {
+        let what = format!("bursty download {} of {BURSTY_DOWNLOADS}", i + 1);
+        assert_same_data(op_ok(&res, i, &ctx), &data, &what, &ctx);
+    }
+    assert_eq!(out.status.code(), Some(0), "{ctx}");
+    let (ctx, srv) = t.finish(&mut server, "server", &ctx);
+    served(&srv, 5002, BURSTY_DOWNLOADS as u64, &ctx);
+}
+
+/// Downloads in [`bursty_download`].
+pub const BURSTY_DOWNLOADS: usize = 4;
+
 /// The port forwards `-t 5001 -t 5002 -t 6003:5003` (the guest's caller
 /// sets them up): a client in the remote namespace uploads a file of `size`
 /// bytes to the guest's server on 5001, downloads it from it on 5002, and
