@@ -1122,21 +1122,7 @@ mod tests {
         }
     }
 
-    /// xorshift64*: a deterministic PRNG for the model tests.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-    }
+    use crate::flow::testing::Rng;
 
     fn random_side(rng: &mut Rng, pif: Pif) -> FlowSide {
         // Few distinct values, so keys repeat and duplicates are exercised.

@@ -46,3 +46,21 @@ pub fn in_private_netns(f: impl FnOnce() + Send) {
         .unwrap();
     });
 }
+
+/// xorshift64*: a small deterministic generator for the model and
+/// property tests, so a failure names its seed and replays.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// A value below `n` (0 for `n` = 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}

@@ -2,6 +2,7 @@
 //! random segment sequences never break its invariants. No sockets.
 
 use super::*;
+use crate::flow::testing::Rng;
 
 const ISN: u32 = 0xffff_fff0; // wraps soon after the handshake
 const GUEST_ISN: u32 = 1000;
@@ -392,23 +393,13 @@ fn tcp_seq_after_wraps() {
     assert!(!seq_after(7, 7));
 }
 
-/// A small deterministic generator (xorshift64*), so a failure names its
-/// seed and replays.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-
+/// Offsets for the property test's segments.
+trait Near {
     /// A value near 0: mostly small, sometimes anything.
+    fn offset(&mut self, span: u32) -> u32;
+}
+
+impl Near for Rng {
     fn offset(&mut self, span: u32) -> u32 {
         match self.below(10) {
             0 => self.next() as u32,

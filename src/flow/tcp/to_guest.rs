@@ -101,14 +101,8 @@ impl TcpFlows {
         conn: &mut TcpConn,
         window: u16,
     ) {
-        let (ack, window) = conn.core.sending_ack(window);
-        let ctl = Control {
-            seq: conn.core.snd_nxt(),
-            ack,
-            flags: flags::ACK,
-            window,
-        };
-        conn.ack_refused = !send_control(ctx, ends, &ctl, &TcpOptions::default());
+        let numbers = conn.core.sending_ack(window);
+        conn.ack_refused = !send_pure_ack(ctx, ends, conn.core.snd_nxt(), numbers);
     }
 
     /// An ACK that repeats the last acknowledgement and window exactly: a
@@ -121,14 +115,7 @@ impl TcpFlows {
         ends: &Endpoints,
         conn: &mut TcpConn,
     ) {
-        let (ack, window) = conn.core.duplicate_ack();
-        let ctl = Control {
-            seq: conn.core.snd_nxt(),
-            ack,
-            flags: flags::ACK,
-            window,
-        };
-        send_control(ctx, ends, &ctl, &TcpOptions::default());
+        send_pure_ack(ctx, ends, conn.core.snd_nxt(), conn.core.duplicate_ack());
     }
 
     /// A zero-window probe: an ACK one before `snd_nxt`, which the guest
@@ -140,14 +127,8 @@ impl TcpFlows {
         conn: &mut TcpConn,
     ) {
         let window = self.window_field(conn);
-        let (ack, window) = conn.core.sending_ack(window);
-        let ctl = Control {
-            seq: conn.core.probe_seq(),
-            ack,
-            flags: flags::ACK,
-            window,
-        };
-        send_control(ctx, ends, &ctl, &TcpOptions::default());
+        let numbers = conn.core.sending_ack(window);
+        send_pure_ack(ctx, ends, conn.core.probe_seq(), numbers);
     }
 
     /// Our SYN (inbound) or SYN-ACK (outbound), at sequence `isn`.
@@ -416,6 +397,18 @@ fn send_data_frame(
         wire::write_data_headers(ends, ctl, slot, len)
             .is_some_and(|frame_len| ctx.link.send_frame(&slot[..frame_len]))
     }
+}
+
+/// Sends an ACK without data at `seq` with `(ack, window)`; `false` if
+/// the link refused it.
+fn send_pure_ack(ctx: &mut Ctx<'_>, ends: &Endpoints, seq: u32, (ack, window): (u32, u16)) -> bool {
+    let ctl = Control {
+        seq,
+        ack,
+        flags: flags::ACK,
+        window,
+    };
+    send_control(ctx, ends, &ctl, &TcpOptions::default())
 }
 
 /// Sends a control segment; `false` if the link refused it.
