@@ -177,7 +177,7 @@ pub struct Plan {
     /// The guest's FIN follows `take`: taken if all of it is.
     pub fin: bool,
     pub reply: Option<Reply>,
-    /// Send what the host has (the window or the handshake moved).
+    /// Send what the host has (the handshake completed).
     pub send: bool,
     /// The guest's RST answered a challenge ACK for a new SYN: open a new
     /// connection for that SYN once this one is closed.
@@ -554,9 +554,9 @@ impl Core {
                 plan.rewind = true;
             }
         }
-        if window > self.guest_window {
-            plan.send = true;
-        }
+        // A window that grew matters only if host data waits for it: the
+        // caller knows (`host_pending`), and a peek per segment otherwise
+        // costs uploads a system call each.
         self.guest_window = window;
         if self.send_room() > 0 {
             self.persist = None;
