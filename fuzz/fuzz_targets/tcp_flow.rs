@@ -1,16 +1,25 @@
 //! Fuzzes the TCP translation with a real host peer: each input is a small
 //! program of guest segments, host socket calls, event-loop rounds and
-//! clock jumps, run against one connection from the guest to the gateway
-//! (the host's loopback), where a listener of this target answers.
+//! clock jumps, run against connections between the guest and the host's
+//! loopback (the gateway, to the guest): outbound ones from the guest to a
+//! listener of this target, or (byte 0 bit 4) inbound ones from the host
+//! to a forwarded port (`-t`), which the flows accept from its listener
+//! (`TcpFlows::on_listener`, as the engine does) and open toward the guest
+//! with our SYN.
 //!
 //! The process first moves into an empty network namespace of its own with
 //! `lo` up (root is needed, as for the tests). The TCP flows are driven the
 //! way the engine drives them (`TcpFlows::from_guest` per frame and
-//! `flush_acks` per batch, `on_socket` per ready event, `on_tick`), but
-//! directly rather than through `Engine`, for two reasons: the frames the
-//! flows send the guest are captured in memory and checked as they come,
-//! and `TcpFlows::on_tick` takes the time, so the timers fire on a virtual
-//! clock (`Engine::on_tick` reads the real one).
+//! `flush_acks` per batch, `on_socket` / `on_listener` per ready event,
+//! `on_tick`), but directly rather than through `Engine`, for two reasons:
+//! the frames the flows send the guest are captured in memory and checked
+//! as they come, and `TcpFlows::on_tick` takes the time, so the timers fire
+//! on a virtual clock (`Engine::on_tick` reads the real one).
+//!
+//! Two `TcpFlows` live across inputs: this kernel's, and one made with
+//! `TcpFlows::without_peek_offset` (the path of kernels without
+//! `SO_PEEK_OFF`, before 6.9: sent bytes are skipped on each peek), which
+//! byte 0 bit 3 selects.
 //!
 //! Payload bytes are a function of their position in the stream (one
 //! pattern per direction), so that whatever the fuzzer does with sequence
@@ -18,38 +27,58 @@
 //!
 //! Invariants checked (a failure panics):
 //! - every frame to the guest parses, has valid IPv4 and TCP checksums, and
-//!   goes from our MAC/gateway address/listener port to the guest's; a
-//!   SYN-ACK carries no payload and keeps one ISN;
-//! - guest-bound data starts after the SYN-ACK, is at most the guest's MSS
-//!   per segment, is the host's bytes at their stream offsets, never beyond
+//!   goes from our MAC/gateway address/port to the guest's; a SYN or
+//!   SYN-ACK carries an MSS and no payload, and keeps one ISN;
+//! - the handshake: outbound, our SYN-ACK acknowledges the guest's SYN
+//!   exactly; inbound, our SYN has no ACK and nothing else goes to the
+//!   guest (no ACK, no data) until the flows take its SYN-ACK, which must
+//!   acknowledge our ISN + 1 (the guest's numbers count from its ISN
+//!   there), and no SYN follows it;
+//! - guest-bound data starts after our SYN, is at most the guest's MSS
+//!   (as the flows clamp it: at least 536 for IPv4, 1220 for IPv6) per
+//!   segment, is the host's bytes at their stream offsets, never beyond
 //!   what the host wrote nor beyond the guest's window (bounded by the
 //!   highest acceptable ACK plus the largest window the guest announced);
-//!   our FIN comes only after the host shut down, exactly at the end of what
-//!   it wrote, and no data follows it;
+//!   a segment without data or FIN may be one before the next byte (a
+//!   zero-window probe); our FIN comes only after the host shut down,
+//!   exactly at the end of what it wrote, and no data follows it;
 //! - our ACK numbers never go back and never cover more than the guest
 //!   could have sent in order (its FIN included);
 //! - an RST to the guest leaves no connection behind; a segment for no
 //!   connection (not an opening SYN) is answered by nothing;
-//! - only a SYN without ACK, RST or FIN opens a connection;
+//! - RFC 5961: a guest RST closes the connection if and only if it is
+//!   exactly at the next expected byte (inbound before the SYN-ACK: if it
+//!   acknowledges our SYN); one elsewhere in the window we offered gets a
+//!   challenge ACK; a SYN on an open connection is answered (our SYN-ACK
+//!   again, or a challenge ACK); a keepalive (no data, before the next
+//!   expected byte) gets an ACK by the end of its batch;
+//! - only a SYN without ACK, RST or FIN opens a connection from the guest,
+//!   or the guest's RST that closes a connection right after such a SYN
+//!   was challenged on it (required within 2 s, refused after 4 s: the
+//!   flows take 3 s), and then from that SYN (the model starts over with
+//!   it; inbound, the 4-tuple's host port has no listener: the connection
+//!   is refused); a connection from the host opens only when the host
+//!   connected, once;
 //! - the host reads the guest's bytes at their stream offsets, never more
 //!   than was acknowledged to the guest (unless the guest reset: its RST
 //!   may cut off the ACK of data written in the same batch), and its end
 //!   of stream only after the guest's FIN was acknowledged (or a reset);
-//! - at the end of an input, with nobody reset: once the guest
-//!   acknowledges everything with an open window and the host reads
-//!   everything, the host has read exactly what was acknowledged to the
-//!   guest (not checked once the host shrank its receive buffer: the
-//!   kernel then drops segments and takes seconds to resend them), and the
-//!   guest has received everything the host wrote (and our FIN if the host
-//!   shut down). The kernels may hold data back for a delayed ACK or a
-//!   retransmission timer, so a stalled exchange waits a little in real
-//!   time (at most [`MAX_STALL`] without progress) before it is judged; the
-//!   host side uses `TCP_NODELAY` and renews `TCP_QUICKACK` on each read to
-//!   keep that rare.
+//! - at the end of an input, with nobody reset and the handshake done:
+//!   once the guest acknowledges everything with an open window and the
+//!   host reads everything, the host has read exactly what was
+//!   acknowledged to the guest (not checked once the host shrank its
+//!   receive buffer: the kernel then drops segments and takes seconds to
+//!   resend them), and the guest has received everything the host wrote
+//!   (and our FIN if the host shut down). The kernels may hold data back
+//!   for a delayed ACK or a retransmission timer, so a stalled exchange
+//!   waits a little in real time (at most [`MAX_STALL`] without progress)
+//!   before it is judged; the host side uses `TCP_NODELAY` and renews
+//!   `TCP_QUICKACK` on each read to keep that rare.
 //!
-//! Between inputs the connection is reset from the guest (which must
-//! remove it) and the host side closed with RST; a fresh `TcpFlows` per
-//! input (8 MiB of frame buffers) runs about 40% slower.
+//! Between inputs the connection is reset from the guest (an RST exactly
+//! at the next expected byte, which must remove it; again if it reopened
+//! one) and the host side closed with RST; fresh `TcpFlows` per input
+//! (8 MiB of frame buffers) run about 40% slower.
 //!
 //! Known bugs can be tolerated to look for others: `TCP_FLOW_TOLERATE`
 //! takes a comma-separated list of `unacked-fin` (the guest's FIN that
@@ -58,6 +87,9 @@
 //! FIN taken from a segment whose ACK does not acknowledge our SYN-ACK,
 //! which RFC 9293 3.10.7.4 refuses). All three are fixed; the switches
 //! stay for bisecting. `TCP_FLOW_TRACE` prints the segments both ways.
+//! `TCP_FLOW_PIN` keeps a run to one mode whatever byte 0 says: a
+//! comma-separated list of `fallback` and `inbound`, or `default` for
+//! neither (outbound on this kernel's path).
 //!
 //! The guest link can refuse frames (byte 0 bit 2: a "limited" link): each
 //! [`Op::Events`] step then gives it a capacity (frames it takes before it
@@ -65,24 +97,29 @@
 //! again and `resume_blocked` runs if `link_waiters()`, as the engine does
 //! on EPOLLOUT). A refused frame is not seen by the guest, so the checks
 //! above also say that it was not counted as sent: the flows' data sent
-//! (`seq_to_guest`, less a FIN) never goes beyond what the link took, and
+//! (`snd_nxt`, less a FIN) never goes beyond what the link took, and
 //! the closing exchange (link writable, `resume_blocked` each round) still
 //! delivers everything. Of the control frames only RSTs are kept by the
 //! flows (and sent first once the link takes frames again: a kept RST of
 //! an earlier connection may arrive during a later one, and is accepted):
 //! a refused ACK is as if lost (the host may read data whose ACK the guest
-//! never got), a refused FIN or SYN-ACK is counted as sent and comes again
-//! from the ACK timer or three duplicate ACKs only (the closing exchange
-//! lets the timer run a few times when it stalls), and a guest that
-//! acknowledges what it never received is not expected to receive it. The link can offload (byte 0 bit 1): data frames
-//! then come through `send_offloaded` with a partial checksum (completed
-//! here before the checks) and, beyond one MSS, GSO (segment size the
-//! connection's MSS, header length Ethernet + IP + TCP, at most 64 KiB).
+//! never got), a refused FIN, SYN or SYN-ACK is counted as sent and comes
+//! again from the retransmission timer or three duplicate ACKs only (the
+//! closing exchange lets the timer run a few times when it stalls), and a
+//! guest that acknowledges what it never received is not expected to
+//! receive it. The link can offload (byte 0 bit 1): data frames then come
+//! through `send_offloaded` with a partial checksum (completed here before
+//! the checks) and, beyond one MSS, GSO (segment size the connection's
+//! MSS, header length Ethernet + IP + TCP, at most 64 KiB).
 //!
-//! Input: byte 0 picks the family (bit 0), offloads (bit 1) and a limited
-//! link (bit 2), bytes 1..5 the guest's ISN, then steps, each an opcode
-//! byte and its arguments (see [`Op`]); missing argument bytes read as
-//! zero.
+//! Input: byte 0 picks the family (bit 0), offloads (bit 1), a limited
+//! link (bit 2), the fallback path without `SO_PEEK_OFF` (bit 3) and
+//! inbound connections (bit 4; the host connects at once, and
+//! [`Op::Syn`] is the guest's SYN-ACK, or a new connection from the host
+//! when there is none); bytes 1..5 the guest's ISN (of its SYN, or
+//! inbound of its SYN-ACK), then steps, each an opcode byte and its
+//! arguments (see [`Op`]); missing argument bytes read as zero. A guest's
+//! SYN with no connection opens an outbound one in either mode.
 
 #![no_main]
 
@@ -90,15 +127,19 @@ mod checks;
 
 use std::cell::RefCell;
 use std::io::{ErrorKind, Read, Write};
-use std::net::{IpAddr, Shutdown, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
 use passt_rs::conf::{Config, Mode, fixture};
 use passt_rs::event::{EventLoop, Ready, TokenKind};
-use passt_rs::flow::table::FlowId;
 use passt_rs::flow::Ctx;
-use passt_rs::flow::tcp::{ACK_TIMEOUT, FIN_TIMEOUT, IDLE_TIMEOUT, RTO_MAX, SYN_TIMEOUT, TcpFlows};
+use passt_rs::flow::listen::{Forward, Listeners};
+use passt_rs::flow::table::FlowId;
+use passt_rs::flow::tcp::splice::SplicedConns;
+use passt_rs::flow::tcp::{
+    ACK_TIMEOUT, FIN_TIMEOUT, GIVE_UP, IDLE_TIMEOUT, RTO_MAX, SYN_TIMEOUT, TcpFlows,
+};
 use passt_rs::flow::{FlowState, Flows, GuestLink};
 use passt_rs::link::Offload;
 use passt_rs::wire::tcp::{
@@ -106,8 +147,25 @@ use passt_rs::wire::tcp::{
     flags, parse_segment, write_data_headers,
 };
 
-/// The listener's port on the host's loopback.
+/// The listener's port on the host's loopback (outbound connections).
 const PORT: u16 = 8080;
+/// The forwarded port (`-t`, to the same port on the guest): inbound
+/// connections come to it on the host and go to it on the guest.
+const FWD_PORT: u16 = 9090;
+/// Host ports inbound connections come from, bound explicitly: outside
+/// the ephemeral range, so that a connection the flows open toward one (a
+/// guest's SYN on an inbound 4-tuple) is refused, never a self-connect.
+const CLIENT_PORTS: std::ops::Range<u16> = 2000..8000;
+/// The flows reopen a connection from a SYN they answered with a
+/// challenge ACK if the guest's RST comes within 3 s (real time): the
+/// harness requires it below `REOPEN_SURE` and forbids it from
+/// `REOPEN_NEVER` on (between the two, either).
+const REOPEN_SURE: Duration = Duration::from_secs(2);
+const REOPEN_NEVER: Duration = Duration::from_secs(4);
+/// The smallest guest MSS the flows take, per family (RFC 9293 3.7.1, RFC
+/// 8200 5): a smaller one is raised to it.
+const MIN_MSS4: u16 = 536;
+const MIN_MSS6: u16 = 1220;
 const GUEST_MAC: [u8; 6] = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
 /// Steps run per input at most.
 const MAX_STEPS: usize = 512;
@@ -196,6 +254,8 @@ struct Capture {
     capacity: Option<u32>,
     /// Frames refused (per input).
     refused: u64,
+    /// Frames offered, taken or refused (ever).
+    offered: u64,
     /// ACK number of the last refused frame with ACK.
     refused_ack: Option<u32>,
     /// Sequence numbers of the refused FINs.
@@ -210,6 +270,7 @@ struct Capture {
 
 impl Capture {
     fn take(&mut self, frame: &[u8], offload: Option<Offload>) -> bool {
+        self.offered += 1;
         if let Some(c) = &mut self.capacity {
             if *c == 0 {
                 self.refused += 1;
@@ -226,7 +287,9 @@ impl Capture {
                         }
                     );
                 }
-                if seg.has(flags::ACK) {
+                // An RST's ACK acknowledges nothing (and a kept one may be
+                // of an earlier connection).
+                if seg.has(flags::ACK) && !seg.has(flags::RST) {
                     self.refused_ack = Some(seg.ack);
                 }
                 if seg.has(flags::FIN) && !seg.has(flags::RST) {
@@ -307,7 +370,10 @@ impl Input<'_> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Op {
     /// The guest's SYN: options byte (bit 0 MSS, bit 1 window scale, bit 2
-    /// SACK permitted), MSS (u16), shift (u8), window (u16).
+    /// SACK permitted), MSS (u16), shift (u8), window (u16). Inbound, with
+    /// the same arguments: the guest's SYN-ACK to our SYN (SYN on a
+    /// connection the guest opened), or, with no connection, a new
+    /// connection from the host (the guest's ISN: MSS << 16 | window).
     Syn,
     /// A guest segment: see [`World::segment_step`].
     Segment,
@@ -328,8 +394,9 @@ enum Op {
     /// a limited link, a capacity byte first (see [`capacity`]): the
     /// frames the link takes from here on.
     Events,
-    /// The clock jumps (selector byte: 1 s, ACK, SYN, FIN, idle timeout)
-    /// and the timers run.
+    /// The clock jumps (selector byte below 0xf0, modulo 5: 1 s, ACK, SYN,
+    /// FIN, idle timeout; from 0xf0, bit 0: the largest retransmission
+    /// timeout, the retransmission give-up time) and the timers run.
     Tick,
     /// Socket buffer size: selector byte (engine SO_SNDBUF, host
     /// SO_RCVBUF, host SO_SNDBUF), size exponent byte.
@@ -366,10 +433,25 @@ struct Model {
     guest: IpAddr,
     gw: IpAddr,
     guest_port: u16,
+    /// Our port toward the guest: the listener's (outbound), the host
+    /// peer's (inbound).
+    our_port: u16,
+    /// The host opened the connection (on the forwarded port): our SYN,
+    /// the guest's SYN-ACK. Else the guest did: its SYN, our SYN-ACK.
+    inbound: bool,
     /// The guest's ISN.
     g_isn: u32,
+    /// The flows took the guest's ISN (its SYN; inbound, its SYN-ACK).
+    synced: bool,
     /// A flow was created for this connection.
     opened: bool,
+    /// Outbound: the local port of the flows' host socket (which of the
+    /// connections on the listener is this one's).
+    flow_port: Option<u16>,
+    /// The last SYN on this open connection the flows answered with a
+    /// challenge ACK that an RST at the next expected byte turns into a
+    /// new connection (a SYN without ACK, RST or FIN), and when.
+    challenged: Option<(Instant, SynSeg)>,
     /// MSS, window scale and window of the SYN that opened the flow.
     syn_mss: u16,
     /// Our MSS, from the SYN-ACK.
@@ -430,14 +512,39 @@ struct Model {
     rcvbuf_shrunk: bool,
 }
 
+/// What the checks read of the one flow's state machine.
+#[derive(Clone, Debug)]
+struct FlowView {
+    /// `Connecting`, `SynSent`, `SynReceived` or `Established`.
+    phase: String,
+    isn: u32,
+    snd_nxt: u32,
+    rcv_nxt: u32,
+    window_sent: u16,
+}
+
+/// What the flows keep of a guest SYN they challenged.
+#[derive(Clone, Copy, Debug)]
+struct SynSeg {
+    seq: u32,
+    window: u16,
+    mss: Option<u16>,
+    window_scale: Option<u8>,
+}
+
 impl Model {
-    fn new(guest: IpAddr, gw: IpAddr, guest_port: u16, g_isn: u32) -> Model {
+    fn new(guest: IpAddr, gw: IpAddr, ports: (u16, u16), g_isn: u32, inbound: bool) -> Model {
         Model {
             guest,
             gw,
-            guest_port,
+            guest_port: ports.0,
+            our_port: ports.1,
+            inbound,
             g_isn,
+            synced: !inbound,
             opened: false,
+            flow_port: None,
+            challenged: None,
             syn_mss: DEFAULT_MSS,
             our_mss: None,
             data_max: 0,
@@ -505,8 +612,22 @@ impl Model {
         }
     }
 
+    /// Both sides have the other's ISN (as far as the guest knows).
     fn established(&self) -> bool {
-        self.our_isn.is_some()
+        self.our_isn.is_some() && self.synced
+    }
+
+    /// The guest's MSS and window scale from its SYN (or SYN-ACK), as the
+    /// flows take them.
+    fn take_syn_options(&mut self, mss: Option<u16>, window_scale: Option<u8>, window: u16) {
+        let floor = if self.guest.is_ipv6() {
+            MIN_MSS6
+        } else {
+            MIN_MSS4
+        };
+        self.syn_mss = mss.unwrap_or(DEFAULT_MSS).max(floor);
+        self.syn_scale = window_scale;
+        self.max_window = self.max_window.max(u64::from(window));
     }
 
     /// The connection's MSS toward the guest: the guest's, bounded by
@@ -526,13 +647,23 @@ struct World {
     config: Config,
     events: EventLoop,
     flows: Flows,
+    /// The flows of this input; `other_tcp` the ones of the other path
+    /// (with or without `SO_PEEK_OFF`), swapped in when an input asks.
     tcp: TcpFlows,
+    other_tcp: TcpFlows,
     link: Capture,
     listener4: TcpListener,
     listener6: Option<TcpListener>,
+    /// The forwarded port's listener (`-t FWD_PORT`), as the engine's.
+    forwards: Listeners,
+    spliced: SplicedConns,
     ready: Vec<Ready>,
+    /// This input's connections come from the host (byte 0 bit 4).
+    inbound: bool,
     /// Guest ports go round from here, one per connection.
     next_port: u16,
+    /// Host ports of inbound connections go round from here.
+    next_client_port: u16,
     /// Frame being built toward the flows.
     frame: Vec<u8>,
     /// Host-side read/write buffer.
@@ -541,8 +672,14 @@ struct World {
     clock: Duration,
     /// Guest segments dispatched since the last `flush_acks`.
     batch_open: bool,
+    /// A keepalive was sent in this batch: an ACK is due by its end
+    /// (frames offered to the link before, the connection's ISN).
+    reply_due: Option<(u64, u32)>,
     /// `TCP_FLOW_TRACE` set: print the segments both ways.
     trace: bool,
+    /// `TCP_FLOW_PIN`: byte 0's bits 3 and 4 (the fallback path, inbound)
+    /// as `pin.1` says, whatever the input has (`pin.0`: the mask).
+    pin: (u8, u8),
     /// `TCP_FLOW_TOLERATE=unacked-fin`: a known bug (the guest's FIN that
     /// completes the close is never acknowledged) does not fail the input.
     tolerate_unacked_fin: bool,
@@ -565,6 +702,25 @@ fn set_sysctl(path: &str, value: &str) {
     if let Err(e) = std::fs::write(path, value) {
         eprintln!("tcp_flow: {path}: {e}");
     }
+}
+
+/// `TCP_FLOW_PIN` (comma-separated `fallback`, `inbound`; `default`
+/// alone for neither): the mask and the values of byte 0's bits 3 and 4,
+/// so that a run keeps to one mode.
+fn pinned_mode() -> (u8, u8) {
+    let Ok(pin) = std::env::var("TCP_FLOW_PIN") else {
+        return (0, 0);
+    };
+    let mut bits = 0;
+    for word in pin.split(',') {
+        bits |= match word {
+            "fallback" => 8,
+            "inbound" => 16,
+            "default" | "" => 0,
+            other => panic!("TCP_FLOW_PIN: {other}? (fallback, inbound, default)"),
+        };
+    }
+    (8 | 16, bits)
 }
 
 /// Whether `TCP_FLOW_TOLERATE` (comma-separated) names known bug `name`.
@@ -593,22 +749,39 @@ impl World {
         if let Some(l) = &listener6 {
             l.set_nonblocking(true).unwrap();
         }
-        let config = fixture::config(Mode::Passt, &[]);
+        let config = fixture::config(Mode::Passt, &["-t", &FWD_PORT.to_string()]);
+        let events = EventLoop::new().expect("epoll");
+        let forwards = Listeners::bind(&config, &events, Forward::TcpIn, None)
+            .expect("the forwarded port's listener");
+        // This kernel's path, and the fallback of kernels without
+        // SO_PEEK_OFF (the same if this one has none).
+        let tcp = TcpFlows::new(&config);
+        let other_tcp = match tcp.peek_fallback() {
+            true => TcpFlows::new(&config),
+            false => TcpFlows::without_peek_offset(&config),
+        };
         World {
-            tcp: TcpFlows::new(&config),
+            tcp,
+            other_tcp,
             config,
-            events: EventLoop::new().expect("epoll"),
+            events,
             flows: Flows::new(64),
             link: Capture::default(),
             listener4,
             listener6,
+            forwards,
+            spliced: SplicedConns::new(),
             ready: Vec::with_capacity(64),
+            inbound: false,
             next_port: 20000,
+            next_client_port: CLIENT_PORTS.start,
             frame: vec![0; 65536],
             buf: vec![0; 65536],
             clock: Duration::ZERO,
             batch_open: false,
+            reply_due: None,
             trace: std::env::var_os("TCP_FLOW_TRACE").is_some(),
+            pin: pinned_mode(),
             tolerate_unacked_fin: tolerated("unacked-fin"),
             tolerate_syn_flags: tolerated("syn-flags"),
             tolerate_unsynced_data: tolerated("unsynced-data"),
@@ -629,6 +802,23 @@ impl World {
         f(tcp, flows, &mut ctx)
     }
 
+    /// The forwarded port's listener `index` is ready: the flows accept
+    /// (the engine's `on_flow_event`).
+    fn on_listener(&mut self, index: u32) {
+        let World {
+            config,
+            events,
+            flows,
+            tcp,
+            link,
+            forwards,
+            spliced,
+            ..
+        } = self;
+        let mut ctx = Ctx::standalone(config, events, GUEST_MAC, link);
+        tcp.on_listener(flows, &mut ctx, spliced, forwards, index);
+    }
+
     fn listener(&self, m: &Model) -> &TcpListener {
         match (m.guest, &self.listener6) {
             (IpAddr::V6(_), Some(l)) => l,
@@ -647,8 +837,6 @@ impl World {
         }
     }
 
-    /// The flow's next expected guest sequence number and whether it has
-    /// the guest's FIN (the state the tolerance of a known bug needs).
     /// The flow's next expected guest sequence number and whether our
     /// SYN is still unacknowledged.
     fn handshake_state(&self) -> Option<(u32, bool)> {
@@ -659,6 +847,8 @@ impl World {
         }
     }
 
+    /// The flow's next expected guest sequence number and whether it has
+    /// the guest's FIN (the state the tolerance of a known bug needs).
     fn expected_from_guest(&self) -> Option<(u32, bool)> {
         let flow = self.flows.get(self.flow_id()?)?;
         match &flow.state {
@@ -671,13 +861,62 @@ impl World {
         !self.flows.is_empty()
     }
 
+    /// The one flow's state machine, as far as the checks read it.
+    fn flow_view(&self) -> Option<FlowView> {
+        let flow = self.flows.get(self.flow_id()?)?;
+        match &flow.state {
+            FlowState::Tcp(conn) => {
+                let core = conn.core();
+                Some(FlowView {
+                    phase: format!("{:?}", core.phase()),
+                    isn: core.isn(),
+                    snd_nxt: core.snd_nxt(),
+                    rcv_nxt: core.rcv_nxt(),
+                    window_sent: core.window_sent(),
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// The local port of the one flow's host socket.
+    fn flow_local_port(&self) -> Option<u16> {
+        let flow = self.flows.get(self.flow_id()?)?;
+        match &flow.state {
+            FlowState::Tcp(conn) => {
+                let addr = rustix::net::getsockname(&conn.socket).ok()?;
+                SocketAddr::try_from(addr).ok().map(|a| a.port())
+            }
+            _ => None,
+        }
+    }
+
+    /// Connections the guest opened, or tried to (refused at once).
+    fn guest_opens(&self) -> u64 {
+        let c = &self.tcp.counters;
+        c.opened_from_guest + c.connect_failed + c.refused_table_full
+    }
+
     /// The one TCP flow's id, if any.
     fn flow_id(&self) -> Option<FlowId> {
         self.flows.iter().map(|(id, _)| id).next()
     }
 
+    /// The model of a new connection from the guest (to the listener).
     fn new_model(&mut self, v6: bool, g_isn: u32) -> Model {
-        let (guest, gw) = if v6 && self.listener6.is_some() {
+        let (guest, gw) = self.addresses(v6);
+        self.next_port = self
+            .next_port
+            .checked_add(1)
+            .filter(|&p| p < 60000)
+            .unwrap_or(20000);
+        Model::new(guest, gw, (self.next_port, PORT), g_isn, false)
+    }
+
+    /// The guest's and the gateway's address of family `v6` (IPv4 if the
+    /// host has no IPv6 loopback).
+    fn addresses(&self, v6: bool) -> (IpAddr, IpAddr) {
+        if v6 && self.listener6.is_some() {
             let ip6 = self.config.ip6.as_ref().unwrap();
             let gw = self.config.nat.map_host_loopback6.unwrap();
             (IpAddr::V6(ip6.addr), IpAddr::V6(gw))
@@ -685,20 +924,20 @@ impl World {
             let ip4 = self.config.ip4.as_ref().unwrap();
             let gw = self.config.nat.map_host_loopback4.unwrap();
             (IpAddr::V4(ip4.addr), IpAddr::V4(gw))
-        };
-        self.next_port = self
-            .next_port
-            .checked_add(1)
-            .filter(|&p| p < 60000)
-            .unwrap_or(20000);
-        Model::new(guest, gw, self.next_port, g_isn)
+        }
     }
 
     fn run(&mut self, data: &[u8]) {
         let mut input = Input { data };
-        let mode = input.u8();
+        let mode = (input.u8() & !self.pin.0) | self.pin.1;
         let v6 = mode & 1 == 1;
         let limited = mode & 4 != 0;
+        let fallback = mode & 8 != 0;
+        self.inbound = mode & 16 != 0;
+        if self.tcp.peek_fallback() != fallback && self.other_tcp.peek_fallback() == fallback {
+            std::mem::swap(&mut self.tcp, &mut self.other_tcp);
+        }
+        assert!(self.tcp.peek_fallback() || !fallback, "the fallback path");
         self.link.offloading = mode & 2 != 0;
         self.link.capacity = None;
         self.link.refused = 0;
@@ -710,6 +949,9 @@ impl World {
         let g_isn = input.u32();
         self.clock = Duration::ZERO;
         let mut m = self.new_model(v6, g_isn);
+        if self.inbound {
+            self.connect_from_host(&mut m, v6, g_isn);
+        }
         for _ in 0..MAX_STEPS {
             if input.is_empty() {
                 break;
@@ -744,12 +986,16 @@ impl World {
                     self.resume(&mut m);
                 }
                 Op::Tick => {
-                    let jump = match input.u8() % 5 {
-                        0 => Duration::from_secs(1),
-                        1 => ACK_TIMEOUT,
-                        2 => SYN_TIMEOUT,
-                        3 => FIN_TIMEOUT,
-                        _ => IDLE_TIMEOUT,
+                    let jump = match input.u8() {
+                        b @ 0xf0.. if b & 1 == 0 => RTO_MAX,
+                        0xf0.. => GIVE_UP,
+                        b => match b % 5 {
+                            0 => Duration::from_secs(1),
+                            1 => ACK_TIMEOUT,
+                            2 => SYN_TIMEOUT,
+                            3 => FIN_TIMEOUT,
+                            _ => IDLE_TIMEOUT,
+                        },
                     };
                     self.tick(&mut m, jump);
                 }
@@ -768,7 +1014,7 @@ impl World {
         self.link.capacity = None;
         self.resume(&mut m);
         self.settle(&mut m);
-        self.teardown(m);
+        self.teardown(&mut m);
     }
 
     /// The link is writable: the connections waiting for it resume (the
@@ -793,7 +1039,7 @@ impl World {
             src: m.guest,
             dst: m.gw,
             src_port: m.guest_port,
-            dst_port: PORT,
+            dst_port: m.our_port,
         }
     }
 
@@ -807,27 +1053,83 @@ impl World {
             window_scale: (which & 2 != 0).then_some(shift),
             sack_permitted: which & 4 != 0,
         };
-        let seq = if self.has_flow() {
-            m.g_isn
-        } else {
-            self.opening(m, m.g_isn)
+        let has_flow = self.has_flow();
+        if self.inbound && !has_flow {
+            let v6 = m.guest.is_ipv6();
+            let g_isn = (u32::from(mss) << 16) | u32::from(window);
+            self.connect_from_host(m, v6, g_isn);
+            return;
+        }
+        let (seq, ack, seg_flags) = match (m.inbound, has_flow) {
+            (true, _) => (m.g_isn, m.rcv_ack(), flags::SYN | flags::ACK),
+            (false, true) => (m.g_isn, 0, flags::SYN),
+            (false, false) => (self.opening(m, m.g_isn), 0, flags::SYN),
         };
         let ctl = Control {
             seq,
-            ack: 0,
-            flags: flags::SYN,
+            ack,
+            flags: seg_flags,
             window,
         };
+        if self.trace {
+            eprintln!(
+                "guest: flags {seg_flags:#04x} (isn) ack {} win {window} {options:?}",
+                ack.wrapping_sub(m.our_isn.unwrap_or(0).wrapping_add(1)) as i32,
+            );
+        }
         let len = build_control(&self.guest_ends(m), &ctl, &options, &mut self.frame)
             .expect("a SYN fits");
         self.send_guest_frame(m, len);
         self.flush(m);
     }
 
+    /// A connection from the host to the forwarded port (from the next
+    /// client port that binds), accepted by the flows at once: our SYN
+    /// goes to the guest. The previous connection, if any, is over.
+    fn connect_from_host(&mut self, m: &mut Model, v6: bool, g_isn: u32) {
+        self.flush(m);
+        if m.opened || m.host.is_some() {
+            self.end_host_side(m);
+        }
+        let (guest, gw) = self.addresses(v6);
+        let loopback = match guest {
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        };
+        let mut stream = None;
+        for _ in 0..64 {
+            let port = self.next_client_port;
+            self.next_client_port = match port + 1 {
+                p if p < CLIENT_PORTS.end => p,
+                _ => CLIENT_PORTS.start,
+            };
+            match client_socket(SocketAddr::new(loopback, port), FWD_PORT) {
+                Ok(s) => {
+                    stream = Some((s, port));
+                    break;
+                }
+                // A connection of this port still closing.
+                Err(e)
+                    if matches!(e.kind(), ErrorKind::AddrInUse | ErrorKind::AddrNotAvailable) => {}
+                Err(e) => panic!("connecting to the forwarded port from {loopback}:{port}: {e}"),
+            }
+        }
+        let (stream, port) = stream.expect("a free client port");
+        stream.set_nonblocking(true).unwrap();
+        let _ = stream.set_nodelay(true);
+        *m = Model::new(guest, gw, (FWD_PORT, port), g_isn, true);
+        m.host = Some(stream);
+        if self.trace {
+            eprintln!("host: connects from port {port}");
+        }
+        self.events(m);
+        assert!(m.opened, "the flows did not accept the host's connection");
+    }
+
     /// An opening SYN at `seq` is about to go out with no flow: a new
     /// connection (the previous one, if any, is over). Returns `seq`.
     fn opening(&mut self, m: &mut Model, seq: u32) -> u32 {
-        if m.opened {
+        if m.opened || m.inbound {
             self.flush(m);
             self.end_host_side(m);
             let v6 = m.guest.is_ipv6();
@@ -934,10 +1236,9 @@ impl World {
             m.snd_nxt = end;
         }
         let has = |f: u8| seg_flags & f == f;
-        if has(flags::RST) && self.has_flow() {
-            m.guest_rst = true;
-        }
-        if !has(flags::ACK) || has(flags::SYN) || has(flags::RST) {
+        // Before the flows have the guest's ISN (inbound: its SYN-ACK),
+        // they take nothing from its segments: the bounds start over then.
+        if !has(flags::ACK) || has(flags::SYN) || has(flags::RST) || !m.synced {
             return;
         }
         let prefix = m.prefix;
@@ -955,6 +1256,7 @@ impl World {
         } else {
             14
         };
+        debug_assert!(scale <= 14, "parse_segment clamps window scales");
         let scaled = (u64::from(window) << scale).min(MAX_WINDOW);
         m.max_window = m.max_window.max(scaled);
         if let Some(isn) = m.our_isn {
@@ -974,12 +1276,15 @@ impl World {
 
     /// Dispatches the guest frame in `self.frame[..len]` to the flows.
     fn send_guest_frame(&mut self, m: &mut Model, len: usize) {
-        let had_flow = self.has_flow();
         let frame = std::mem::take(&mut self.frame);
         let seg = parse_segment(&frame[..len]).expect("the guest's frame parses");
         let opening = self.opens(seg.flags);
+        let view = self.flow_view();
+        let had_flow = view.is_some();
         let before = self.expected_from_guest();
         let shake = self.handshake_state();
+        let opens = self.guest_opens();
+        let offered = self.link.offered;
         self.engine(|tcp, flows, ctx| tcp.from_guest(flows, ctx, &seg));
         self.batch_open = true;
         if let (Some((from, true)), Some((to, true))) = (shake, self.handshake_state()) {
@@ -993,7 +1298,15 @@ impl World {
                 seg.ack
             );
         }
-        if !had_flow && self.has_flow() {
+        let opened = self.guest_opens() - opens;
+        let answered = self.link.offered - offered;
+        assert!(opened <= 1, "one guest segment opened {opened} connections");
+        let now = self.flow_view();
+        let same = |v: &FlowView| now.as_ref().is_some_and(|n| n.isn == v.isn) && opened == 0;
+        if let Some(v) = &view {
+            self.check_open_segment(m, &seg, v, (same(v), opened > 0), answered);
+        }
+        if opened > 0 && !had_flow {
             assert!(
                 opening,
                 "a guest segment with flags {:#04x} opened a connection: only a SYN \
@@ -1001,9 +1314,15 @@ impl World {
                 seg.flags
             );
             m.opened = true;
-            m.syn_mss = seg.options.mss.unwrap_or(DEFAULT_MSS).max(1);
-            m.syn_scale = seg.options.window_scale;
-            m.max_window = m.max_window.max(u64::from(seg.window));
+            m.flow_port = self.flow_local_port();
+            m.take_syn_options(seg.options.mss, seg.options.window_scale, seg.window);
+        } else if opened > 0 {
+            self.reopened(m, &seg);
+        }
+        if let (Some(v), Some(n)) = (&view, &now) {
+            if m.inbound && !m.synced && same(v) && n.phase != v.phase {
+                self.synced(m, &seg, n);
+            }
         }
         // Where this segment's FIN is, if the flows take it now: they
         // expected a byte within the segment (or just after it) and had
@@ -1034,12 +1353,169 @@ impl World {
         }
     }
 
+    /// A guest segment for an open connection (`v` before it, `same`: the
+    /// connection is still there after it, `reopened`: a new one replaced
+    /// it, `answered`: frames the flows sent meanwhile): RSTs and SYNs
+    /// (RFC 5961) and keepalives.
+    fn check_open_segment(
+        &mut self,
+        m: &mut Model,
+        seg: &Segment<'_>,
+        v: &FlowView,
+        (same, reopened): (bool, bool),
+        answered: u64,
+    ) {
+        let open = v.phase == "SynReceived" || v.phase == "Established";
+        if seg.has(flags::RST) {
+            let exact = match v.phase.as_str() {
+                "SynSent" => seg.has(flags::ACK) && seg.ack == v.isn.wrapping_add(1),
+                _ => seg.seq == v.rcv_nxt,
+            };
+            assert_eq!(
+                !same, exact,
+                "an RST at {} (next expected {}, phase {}): it closes the connection if \
+                 exactly at the next expected byte, only then",
+                seg.seq, v.rcv_nxt, v.phase
+            );
+            if exact {
+                m.guest_rst = true;
+                if let Some((at, _)) = m.challenged {
+                    let elapsed = at.elapsed();
+                    assert!(
+                        reopened || elapsed >= REOPEN_SURE,
+                        "the guest's RST answered the challenge ACK to its SYN {elapsed:?} \
+                         after it: no new connection"
+                    );
+                }
+                return;
+            }
+            let scale = if m.syn_scale.is_some() { 8 } else { 0 };
+            let window = (u32::from(v.window_sent) << scale).max(1);
+            if v.phase != "SynSent" && seg.seq.wrapping_sub(v.rcv_nxt) < window {
+                assert!(
+                    answered > 0,
+                    "an RST in the window, not exact: no challenge ACK"
+                );
+            }
+            return;
+        }
+        if seg.has(flags::SYN) && open {
+            assert!(answered > 0, "a SYN on an open connection: no answer");
+            let resent = v.phase == "SynReceived"
+                && !seg.has(flags::ACK)
+                && seg.seq.wrapping_add(1) == v.rcv_nxt;
+            if !resent {
+                let fresh = !seg.has(flags::ACK) && !seg.has(flags::FIN);
+                m.challenged = fresh.then(|| {
+                    let syn = SynSeg {
+                        seq: seg.seq,
+                        window: seg.window,
+                        mss: seg.options.mss,
+                        window_scale: seg.options.window_scale,
+                    };
+                    (Instant::now(), syn)
+                });
+            }
+            return;
+        }
+        let keepalive = seg.has(flags::ACK)
+            && !seg.has(flags::SYN)
+            && !seg.has(flags::FIN)
+            && seg.payload.is_empty()
+            && after(v.rcv_nxt, seg.seq);
+        if keepalive && v.phase == "Established" && same {
+            // Answered at once or at the end of the batch.
+            self.reply_due = Some((self.link.offered - answered, v.isn));
+        }
+    }
+
+    /// The guest's RST answered our challenge ACK to its SYN: the flows
+    /// closed the connection and opened one for the SYN (or tried to).
+    fn reopened(&mut self, m: &mut Model, seg: &Segment<'_>) {
+        let (at, syn) = m.challenged.unwrap_or_else(|| {
+            panic!(
+                "a guest segment with flags {:#04x} replaced an open connection: only an \
+                 RST answering a challenged SYN may",
+                seg.flags
+            )
+        });
+        assert!(
+            seg.has(flags::RST),
+            "a connection replaced by a segment without RST"
+        );
+        let elapsed = at.elapsed();
+        assert!(
+            elapsed < REOPEN_NEVER,
+            "a SYN challenged {elapsed:?} before the guest's RST opened a connection"
+        );
+        if self.trace {
+            eprintln!("guest: RST reopens with its SYN of {elapsed:?} ago");
+        }
+        if let Some(stream) = m.host.take() {
+            reset_close(stream);
+        }
+        let mut new = Model::new(m.guest, m.gw, (m.guest_port, m.our_port), syn.seq, false);
+        new.opened = true;
+        new.take_syn_options(syn.mss, syn.window_scale, syn.window);
+        new.flow_port = self.flow_local_port();
+        if let Some(v) = self.flow_view() {
+            assert_eq!(
+                v.rcv_nxt,
+                syn.seq.wrapping_add(1),
+                "the new connection does not start at the challenged SYN"
+            );
+        }
+        *m = new;
+    }
+
+    /// Inbound: the flows took the guest's SYN-ACK (`seg`; `n` the flow
+    /// after it). The guest's numbers start over from its ISN there.
+    fn synced(&mut self, m: &mut Model, seg: &Segment<'_>, n: &FlowView) {
+        let has = |f: u8| seg.flags & f == f;
+        assert!(
+            has(flags::SYN | flags::ACK) && !has(flags::RST),
+            "the flows took a segment with flags {:#04x} as the guest's SYN-ACK",
+            seg.flags
+        );
+        let isn = m
+            .our_isn
+            .or(m.refused_isn)
+            .expect("the guest's SYN-ACK taken before our SYN went out");
+        assert_eq!(
+            seg.ack,
+            isn.wrapping_add(1),
+            "the flows took a SYN-ACK that does not acknowledge our SYN"
+        );
+        assert_eq!(n.rcv_nxt, seg.seq.wrapping_add(1), "the guest's ISN");
+        if self.trace {
+            eprintln!("guest: SYN-ACK taken, ISN {:#x}", seg.seq);
+        }
+        m.synced = true;
+        m.g_isn = seg.seq;
+        m.snd_nxt = 0;
+        m.prefix = 0;
+        m.fin_bound = None;
+        m.max_ack = None;
+        m.refused_ack = None;
+        m.max_window = 0;
+        m.take_syn_options(seg.options.mss, seg.options.window_scale, seg.window);
+        m.acked_bound = 0;
+    }
+
     /// End of a batch of guest frames: staged data is written, ACKs go out.
     fn flush(&mut self, m: &mut Model) {
         if self.batch_open {
             self.batch_open = false;
             self.engine(|tcp, flows, ctx| tcp.flush_acks(flows, ctx));
             self.check_frames(m);
+        }
+        if let Some((mark, isn)) = self.reply_due.take() {
+            if self.flow_view().is_some_and(|v| v.isn == isn) {
+                assert!(
+                    self.link.offered > mark,
+                    "a keepalive (no data, before the next expected byte) got no ACK"
+                );
+            }
         }
     }
 
@@ -1105,7 +1581,7 @@ impl World {
     }
 
     /// What the flows count as sent to the guest is what the link took:
-    /// their data sent (`seq_to_guest`, less a FIN) never goes beyond the
+    /// their data sent (`snd_nxt`, less a FIN) never goes beyond the
     /// end of the data frames the guest got.
     fn check_sent(&self, m: &Model) {
         let Some(flow) = self.flow_id().and_then(|id| self.flows.get(id)) else {
@@ -1114,13 +1590,15 @@ impl World {
         let FlowState::Tcp(c) = &flow.state else {
             return;
         };
-        if m.our_isn != Some(c.isn) {
+        let core = c.core();
+        if m.our_isn != Some(core.isn()) {
             return;
         }
-        let sent = c
-            .seq_to_guest
-            .wrapping_sub(c.isn.wrapping_add(1))
-            .wrapping_sub(u32::from(c.fin_sent));
+        // Our FIN (at the end of what the host wrote) is no data.
+        let mut sent = core.snd_nxt().wrapping_sub(core.isn().wrapping_add(1));
+        if core.fin_sent() && after(sent, m.host_written) {
+            sent = m.host_written;
+        }
         assert!(
             !after(sent, m.data_max),
             "the flows count data up to {sent} as sent: the link took data up to {} \
@@ -1167,12 +1645,13 @@ impl World {
         assert_eq!(frame[..6], GUEST_MAC, "destination MAC");
         assert_eq!(seg.src_mac, self.config.our_mac, "source MAC");
         assert_eq!((seg.src, seg.dst), (m.gw, m.guest), "addresses");
-        if seg.flags & flags::RST != 0 && seg.src_port == PORT && seg.dst_port != m.guest_port {
+        let ports = (seg.src_port, seg.dst_port);
+        if seg.flags & flags::RST != 0 && ports != (m.our_port, m.guest_port) {
             // The RST of an earlier connection that the link refused, sent
             // once it took frames again (the flows keep refused RSTs).
             return false;
         }
-        assert_eq!((seg.src_port, seg.dst_port), (PORT, m.guest_port), "ports");
+        assert_eq!(ports, (m.our_port, m.guest_port), "ports");
         let has = |f: u8| seg.flags & f == f;
         let len = seg.payload.len() as u32;
         if self.trace {
@@ -1195,10 +1674,31 @@ impl World {
             m.engine_rst = true;
             return true;
         }
+        if has(flags::SYN) && m.inbound {
+            assert!(!has(flags::ACK), "our SYN to the guest with ACK");
+            assert!(seg.payload.is_empty(), "our SYN with payload");
+            assert!(!has(flags::FIN), "SYN with FIN");
+            assert!(seg.options.mss.is_some(), "our SYN without MSS");
+            assert!(
+                !m.synced,
+                "our SYN again after the guest's SYN-ACK was taken"
+            );
+            m.our_mss = seg.options.mss;
+            if let Some(isn) = m.our_isn.or(m.refused_isn) {
+                assert_eq!(seg.seq, isn, "our SYN's ISN changed");
+            }
+            m.our_isn = Some(seg.seq);
+            return false;
+        }
+        assert!(
+            m.synced,
+            "a segment with flags {:#04x} to the guest before its SYN-ACK was taken",
+            seg.flags
+        );
         if has(flags::SYN) {
             assert!(
                 has(flags::ACK),
-                "a SYN without ACK: we never open toward the guest"
+                "a SYN without ACK to a connection the guest opened"
             );
             assert!(seg.payload.is_empty(), "a SYN-ACK with payload");
             assert!(!has(flags::FIN), "SYN with FIN");
@@ -1220,6 +1720,9 @@ impl World {
             if let Some(prev) = m.max_ack {
                 assert!(!after(prev, a), "ACK went back from {prev} to {a}");
             }
+            if has(flags::SYN) {
+                assert_eq!(a, 0, "our SYN-ACK does not acknowledge the guest's SYN");
+            }
             m.max_ack = Some(a);
         } else {
             panic!("a segment to the guest without ACK: flags {:#x}", seg.flags);
@@ -1234,11 +1737,18 @@ impl World {
             .or(m.refused_isn)
             .expect("data, ACK or FIN to the guest before the SYN-ACK");
         let off = seg.seq.wrapping_sub(isn.wrapping_add(1));
+        // A zero-window probe is one before the next byte: our ISN if no
+        // data went out yet.
+        let earliest = if len == 0 && !has(flags::FIN) { -1 } else { 0 };
         assert!(
-            (off as i32) >= 0,
-            "segment before our ISN: offset {}",
-            off as i32
+            (off as i32) >= earliest,
+            "segment before our ISN: offset {} ({len} bytes, flags {:#04x})",
+            off as i32,
+            seg.flags
         );
+        if off as i32 == -1 {
+            return false;
+        }
         let end = off.wrapping_add(len);
         let gso = offload.and_then(|o| o.gso);
         if let Some(gso) = gso {
@@ -1326,11 +1836,26 @@ impl World {
             self.events.poll(&mut ready).expect("epoll");
             let any = !ready.is_empty();
             for r in &ready {
-                if r.token.kind == TokenKind::Tcp {
-                    let id = FlowId::from_raw(r.token.index);
-                    self.engine(|tcp, flows, ctx| tcp.on_socket(flows, ctx, id, r));
-                    self.check_frames(m);
+                match r.token.kind {
+                    TokenKind::Tcp => {
+                        let id = FlowId::from_raw(r.token.index);
+                        self.engine(|tcp, flows, ctx| tcp.on_socket(flows, ctx, id, r));
+                    }
+                    TokenKind::TcpListener => {
+                        let opened = self.tcp.counters.opened_from_host;
+                        self.on_listener(r.token.index);
+                        let opened = self.tcp.counters.opened_from_host - opened;
+                        if opened > 0 {
+                            assert!(
+                                opened == 1 && m.inbound && !m.opened && m.host.is_some(),
+                                "{opened} connections from the host: it made none"
+                            );
+                            m.opened = true;
+                        }
+                    }
+                    kind => panic!("an event of kind {kind:?}"),
                 }
+                self.check_frames(m);
             }
             self.ready = ready;
             if !any {
@@ -1373,17 +1898,24 @@ impl World {
     // --- host side --------------------------------------------------
 
     fn accept(&mut self, m: &mut Model) {
-        if m.host.is_some() || m.host_closed || !m.opened {
+        if m.host.is_some() || m.host_closed || !m.opened || m.inbound {
             return;
         }
         // An error: nothing yet (or a connection reset before it was
         // accepted).
-        if let Ok((stream, _)) = self.listener(m).accept() {
+        while let Ok((stream, peer)) = self.listener(m).accept() {
+            if m.flow_port.is_some_and(|p| p != peer.port()) {
+                // An earlier connection's, on the same 4-tuple (its SYN
+                // reopened it), reset by now.
+                reset_close(stream);
+                continue;
+            }
             stream.set_nonblocking(true).unwrap();
             // The host side sends what it is given at once (the closing
             // checks do not wait for Nagle's algorithm).
             let _ = stream.set_nodelay(true);
             m.host = Some(stream);
+            break;
         }
     }
 
@@ -1543,6 +2075,7 @@ impl World {
             let read = m.host_read.wrapping_add(u32::from(m.host_eof));
             let to_host = after(m.ack_tried().unwrap_or(0), read) && !m.rcvbuf_shrunk;
             let to_guest = self.has_flow()
+                && m.established()
                 && !m.acked_unreceived
                 && (m.rcv_nxt != m.host_written || (m.host_fin && m.fin_at.is_none()));
             if !(to_host || to_guest) || stalled >= MAX_STALL || waited >= MAX_WAIT {
@@ -1634,36 +2167,54 @@ impl World {
 
     /// Resets the connection from the guest, closes the host's end, and
     /// checks that nothing is left.
-    fn teardown(&mut self, mut m: Model) {
-        self.flush(&mut m);
+    fn teardown(&mut self, m: &mut Model) {
+        self.flush(m);
         if self.trace {
             eprintln!("counters: {:?}", self.tcp.counters);
         }
-        if let Some(id) = self.flow_id() {
-            let expected = match &self.flows.get(id).map(|f| &f.state) {
-                Some(FlowState::Tcp(conn)) => conn.core().rcv_nxt(),
-                _ => unreachable!("only TCP flows here"),
-            };
+        // The RST may answer a challenge ACK to a SYN of the guest's: then
+        // the new connection it opens is reset in turn.
+        for _ in 0..2 {
+            let Some(v) = self.flow_view() else { break };
+            // Exactly at the next expected byte (our SYN, if the guest's
+            // SYN-ACK is missing, acknowledged).
             let ctl = Control {
-                seq: expected,
-                ack: 0,
-                flags: flags::RST,
+                seq: v.rcv_nxt,
+                ack: v.snd_nxt,
+                flags: flags::RST | flags::ACK,
                 window: 0,
             };
-            let ends = self.guest_ends(&m);
+            let ends = self.guest_ends(m);
             let len = build_control(&ends, &ctl, &TcpOptions::default(), &mut self.frame).unwrap();
-            m.guest_rst = true;
-            self.send_guest_frame(&mut m, len);
-            self.flush(&mut m);
-            assert!(
-                !self.has_flow(),
-                "an RST at the expected sequence number left the connection open"
-            );
+            if self.trace {
+                self.trace_conn("teardown");
+            }
+            self.send_guest_frame(m, len);
+            self.flush(m);
         }
-        self.end_host_side(&mut m);
-        self.events(&mut m);
+        assert!(
+            !self.has_flow(),
+            "an RST at the expected sequence number left the connection open"
+        );
+        self.end_host_side(m);
+        self.events(m);
         assert!(!self.has_flow(), "a connection outlived the input");
     }
+}
+
+/// A blocking TCP connection from `local` (`SO_REUSEADDR`) to the
+/// loopback of its family, port `port`.
+fn client_socket(local: SocketAddr, port: u16) -> std::io::Result<TcpStream> {
+    use rustix::net::{AddressFamily, SocketFlags, SocketType, sockopt};
+    let family = match local {
+        SocketAddr::V4(_) => AddressFamily::INET,
+        SocketAddr::V6(_) => AddressFamily::INET6,
+    };
+    let socket = rustix::net::socket_with(family, SocketType::STREAM, SocketFlags::CLOEXEC, None)?;
+    sockopt::set_socket_reuseaddr(&socket, true)?;
+    rustix::net::bind(&socket, &local)?;
+    rustix::net::connect(&socket, &SocketAddr::new(local.ip(), port))?;
+    Ok(TcpStream::from(socket))
 }
 
 /// A host read/write length: one byte, or a u16 if its top bit is set.
